@@ -1,0 +1,66 @@
+# The front door. On a fresh machine `make demo` and `make test` are all you need.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+# aws-sam-cli pins older boto3 / pydantic / click, so it lives in a venv of its own.
+SAM_VERSION := 1.170.0
+SAM := $(TOOLS)/sam/bin/sam
+ASL_VALIDATOR_VERSION := 4.0.0
+ASL_VALIDATOR := $(TOOLS)/node/node_modules/.bin/asl-validator
+# sam build needs the functions' runtime (python3.12) on PATH; pyenv has it here.
+SAM_BUILD_PYTHON ?= 3.11.7:3.12.1
+
+export SAM_CLI_TELEMETRY := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install tools demo test lint build deploy local-up clean
+
+help:
+	@echo "make demo    run the prerequisites stage for eia, gpu and inferentia on the embedded AWS"
+	@echo "make test    every test: unit, integration (real ASL on the embedded AWS), static checks"
+	@echo "make lint    ruff, mypy, cfn-lint, sam validate --lint, asl-validator"
+	@echo "make build   sam build;  make deploy: sam deploy --guided"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(SAM):
+	$(PYTHON) -m venv $(TOOLS)/sam
+	$(TOOLS)/sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_VERSION)
+
+$(ASL_VALIDATOR):
+	npm install --prefix $(TOOLS)/node --no-audit --no-fund --silent asl-validator@$(ASL_VALIDATOR_VERSION)
+
+tools: $(SAM) $(ASL_VALIDATOR)
+
+demo: install
+	$(BIN)/eiplane demo --report out/demo-report.json
+
+test: install tools
+	$(BIN)/python -m pytest
+
+lint: install tools
+	$(BIN)/ruff check .
+	$(BIN)/mypy layers/eiplane/eiplane
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint
+	$(ASL_VALIDATOR) $(foreach f,$(wildcard statemachines/*.asl.json),--json-path $(f))
+
+build: tools
+	PYENV_VERSION=$(SAM_BUILD_PYTHON) $(SAM) build
+
+deploy: build
+	$(SAM) deploy --guided
+
+local-up: install
+	$(BIN)/eiplane local up
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam out .pytest_cache

@@ -1,0 +1,17 @@
+"""PlanPrerequisites: every check, no change (read-only permissions)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from eiplane.models.prerequisites import FleetStepInput
+from eiplane.observability import CORRELATION_ID_PATH, logger, metrics
+from eiplane.prerequisites import stage
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH, clear_state=True)
+@metrics.log_metrics
+@event_parser(model=FleetStepInput)
+def lambda_handler(event: FleetStepInput, context: LambdaContext) -> dict[str, Any]:
+    return stage.plan(event).model_dump(mode="json")

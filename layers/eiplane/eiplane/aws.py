@@ -1,0 +1,113 @@
+"""boto3 clients, created lazily, and the one place botocore errors become eiplane errors.
+
+Clients are cached per (service, region) and built on first use, never at import time, so
+tests and the embedded AWS can point them elsewhere (AWS_ENDPOINT_URL) and `reset_clients()`
+drops them. Every call made through them is recorded, so a step can report exactly which
+mutating calls it made: the demo's "zero mutating calls on a re-run" is counted, not assumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from eiplane.errors import AwsAccessDenied, AwsCallFailed, AwsThrottled, EiplaneError
+
+# Retries belong to botocore (standard mode: exponential backoff with jitter on throttling
+# and transient errors) and, above it, to the ASL Retry blocks; never to loops in our code.
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 6},
+    user_agent_extra="eiplane/0.1",
+    connect_timeout=5,
+    read_timeout=30,
+)
+
+READ_PREFIXES = ("Describe", "Get", "List", "Head", "Query", "Scan", "Lookup", "Search", "BatchGet")
+THROTTLING_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+                    "RequestThrottled", "SlowDown"}
+ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                       "AuthFailure", "UnauthorizedException"}
+
+
+def is_mutating(operation: str) -> bool:
+    return not operation.startswith(READ_PREFIXES)
+
+
+@dataclass
+class ApiCallLog:
+    calls: list[str] = field(default_factory=list)
+
+    @property
+    def mutating(self) -> list[str]:
+        return [c for c in self.calls if is_mutating(c.split(":", 1)[1])]
+
+
+_current_log: contextvars.ContextVar[ApiCallLog | None] = contextvars.ContextVar("eiplane_api_calls",
+                                                                                  default=None)
+
+
+@contextlib.contextmanager
+def record_api_calls() -> Iterator[ApiCallLog]:
+    """Record every AWS call made through `client()` inside the block."""
+    log = ApiCallLog()
+    token = _current_log.set(log)
+    try:
+        yield log
+    finally:
+        _current_log.reset(token)
+
+
+def _record(model: Any, **_: Any) -> None:
+    log = _current_log.get()
+    if log is not None:
+        log.calls.append(f"{model.service_model.service_name}:{model.name}")
+
+
+@functools.cache
+def client(service: str, region: str) -> BaseClient:
+    created = boto3.session.Session().client(service, region_name=region, config=_CONFIG)
+    created.meta.events.register("before-call", _record)
+    return created
+
+
+def reset_clients() -> None:
+    client.cache_clear()
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def translate(exc: ClientError) -> EiplaneError:
+    """Map a botocore error onto the exception the ASL routes on."""
+    code = error_code(exc)
+    operation = exc.operation_name
+    message = exc.response.get("Error", {}).get("Message", "")
+    if code in THROTTLING_CODES:
+        return AwsThrottled(f"{operation} was throttled after botocore's retries ({code})")
+    if code in ACCESS_DENIED_CODES:
+        return AwsAccessDenied(f"{operation} denied ({code}): {message}")
+    return AwsCallFailed(f"{operation} failed ({code}): {message}")
+
+
+@contextlib.contextmanager
+def aws_errors() -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        raise translate(exc) from exc
+
+
+def paginate(service_client: BaseClient, operation: str, result_key: str, **kwargs: Any) -> Iterator[Any]:
+    """Every item of every page: the seed read only the first page of ListRoles."""
+    for page in service_client.get_paginator(operation).paginate(**kwargs):
+        yield from page.get(result_key, [])

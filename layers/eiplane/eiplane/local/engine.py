@@ -1,0 +1,351 @@
+"""The embedded AWS: template.yaml deployed on moto, the real ASL run by moto's Step
+Functions interpreter, the real handlers run in-process. No account, no Docker.
+
+Two forms share this code: in-process (`EmbeddedAws()`: tests, the demo, `fleet apply
+--local`) and a loopback server (`EmbeddedAws(server_port=...)`, behind `eiplane local up`)
+that the AWS CLI and any SDK reach with --endpoint-url.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import boto3
+from botocore.client import BaseClient
+
+from eiplane.local import moto_gaps
+from eiplane.local.lambda_runtime import LocalFunction, LocalLambdaRuntime, reset_process_state, routed_stdout
+from eiplane.local.template import (
+    References,
+    function_properties,
+    load_template,
+    resources_of_type,
+    substitute_definition,
+)
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+DEFAULT_REGION = "us-east-1"
+STACK_NAME = "eiplane-local"
+_TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+# What a function's environment gets from the embedded AWS instead of from Lambda.
+_FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_SESSION_TOKEN": "testing"}
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The folder holding template.yaml: the checkout, wherever the command runs from in it."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "template.yaml").is_file() and (candidate / "statemachines").is_dir():
+            return candidate
+    package_root = Path(__file__).resolve().parents[4]  # layers/eiplane/eiplane/local/engine.py
+    if (package_root / "template.yaml").is_file():
+        return package_root
+    raise FileNotFoundError("template.yaml not found: run from the eiplane checkout")
+
+
+@dataclass
+class ExecutionResult:
+    arn: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str | None
+    events: list[dict[str, Any]]
+
+    def states_entered(self) -> list[str]:
+        return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
+
+    def error_message(self) -> str | None:
+        """The cause's errorMessage when it is a Lambda error payload, else the cause."""
+        if not self.cause:
+            return None
+        try:
+            return str(json.loads(self.cause).get("errorMessage", self.cause))
+        except (ValueError, AttributeError):
+            return self.cause
+
+
+@dataclass
+class DeployedStack:
+    name: str
+    region: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    functions: dict[str, str] = field(default_factory=dict)  # logical id -> function name
+    state_machines: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
+    skipped: list[str] = field(default_factory=list)  # "Logical (Type)" with no local equivalent
+
+
+class EmbeddedAws:
+    def __init__(self, project_root: Path | None = None, region: str = DEFAULT_REGION,
+                 stack_name: str = STACK_NAME, server_port: int | None = None, echo_logs: bool = False) -> None:
+        self.root = project_root or find_project_root()
+        self.region = region
+        self.stack_name = stack_name
+        self.server_port = server_port
+        self.clock = moto_gaps.VirtualClock()
+        self.stack = DeployedStack(name=stack_name, region=region)
+        self._echo_logs = echo_logs
+        self._exit = contextlib.ExitStack()
+        self.runtime: LocalLambdaRuntime | None = None
+        self._server: Any = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> EmbeddedAws:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.server_port}" if self.server_port is not None else None
+
+    def start(self) -> None:
+        from moto import mock_aws
+
+        try:
+            for name, value in {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region}.items():
+                self._exit.enter_context(_env(name, value))
+            # moto's Step Functions interpreter logs every caught error at WARNING with a
+            # full repr of the state: the execution history already says it better.
+            logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+            stdout = self._exit.enter_context(routed_stdout())
+            self.runtime = LocalLambdaRuntime(stdout, echo_logs=self._echo_logs)
+            self._exit.enter_context(moto_gaps.patched(self.runtime, self.clock))
+            config = {"stepfunctions": {"execute_state_machine": True},
+                      "iam": {"load_aws_managed_policies": True}}
+            if self.server_port is None:
+                self._exit.enter_context(mock_aws(config=config))  # type: ignore[arg-type]
+            else:
+                self._start_server(config)
+            reset_process_state()
+            self._exit.callback(reset_process_state)
+            seed_account(self.client("ec2"), self.client("ssm"))
+            self._deploy()
+        except BaseException:
+            self._exit.close()
+            raise
+
+    def stop(self) -> None:
+        self._exit.close()
+
+    def _start_server(self, config: dict[str, Any]) -> None:
+        from moto.core.config import default_user_config
+        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+        for section, values in config.items():
+            self._exit.enter_context(mock.patch.dict(default_user_config[section], values))  # type: ignore[literal-required]
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.server_port or 0, verbose=False)
+        server.start()
+        self._exit.callback(server.stop)
+        self._server = server
+        if not self.server_port:
+            self.server_port = server._server.server_port  # the port the OS chose
+        # The interpreter's own Lambda client calls localhost:MOTO_PORT (AWS-FACTS.md).
+        self._exit.enter_context(_env("MOTO_PORT", str(self.server_port)))
+        self._exit.enter_context(_env("AWS_ENDPOINT_URL", self.endpoint_url or ""))
+
+    def client(self, service: str) -> BaseClient:
+        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
+
+    # --- deployment -----------------------------------------------------------------------
+
+    def _deploy(self) -> None:
+        template = load_template(self.root / "template.yaml")
+        refs = References(refs={
+            "AWS::StackName": self.stack_name, "AWS::Region": self.region, "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
+        })
+        for name, parameter in template.get("Parameters", {}).items():
+            refs.refs[name] = str(parameter.get("Default", ""))
+        handled = {"AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Serverless::StateMachine",
+                   "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::DynamoDB::Table", "AWS::Logs::LogGroup"}
+
+        # The layer is this process's own eiplane package; the functions import it as on Lambda.
+        for name in resources_of_type(template, "AWS::Serverless::LayerVersion"):
+            refs.refs[name] = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:layer:{self.stack_name}-{name}:1"
+        for name, resource in resources_of_type(template, "AWS::Logs::LogGroup").items():
+            group = refs.resolve(resource["Properties"]["LogGroupName"])
+            self.client("logs").create_log_group(logGroupName=group)
+            refs.refs[name] = group
+        for name, resource in resources_of_type(template, "AWS::S3::Bucket").items():
+            bucket = f"{self.stack_name}-{name.lower()}-{ACCOUNT_ID}"
+            deploy_bucket(self.client("s3"), bucket, resource.get("Properties", {}), self.region)
+            refs.refs[name] = bucket
+            refs.attributes[f"{name}.Arn"] = f"arn:aws:s3:::{bucket}"
+        for resource in resources_of_type(template, "AWS::S3::BucketPolicy").values():
+            properties = refs.resolve(resource["Properties"])
+            self.client("s3").put_bucket_policy(Bucket=properties["Bucket"],
+                                                Policy=json.dumps(properties["PolicyDocument"]))
+        for name, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
+            table = f"{self.stack_name}-{name}"
+            deploy_table(self.client("dynamodb"), table, resource["Properties"])
+            refs.refs[name] = table
+            refs.attributes[f"{name}.Arn"] = f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{table}"
+
+        role = self.client("iam").create_role(
+            RoleName=f"{self.stack_name}-execution", AssumeRolePolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                        "Principal": {"Service": ["lambda.amazonaws.com",
+                                                                                  "states.amazonaws.com"]}}]}),
+        )["Role"]["Arn"]
+        for name in resources_of_type(template, "AWS::Serverless::Function"):
+            self._deploy_function(template, name, refs, role)
+        for name, resource in resources_of_type(template, "AWS::Serverless::StateMachine").items():
+            properties = resource["Properties"]
+            definition = (self.root / properties["DefinitionUri"]).read_text()
+            substitutions = {k: str(refs.resolve(v)) for k, v in properties.get("DefinitionSubstitutions", {}).items()}
+            arn = self.client("stepfunctions").create_state_machine(
+                name=f"{self.stack_name}-{name}", definition=substitute_definition(definition, substitutions),
+                roleArn=role, type=properties.get("Type", "STANDARD"),
+            )["stateMachineArn"]
+            refs.refs[name] = arn
+            self.stack.state_machines[name] = arn
+        self.stack.skipped = [f"{n} ({r['Type']})" for n, r in template["Resources"].items() if r["Type"] not in handled]
+        for name, output in template.get("Outputs", {}).items():
+            self.stack.outputs[name] = str(refs.resolve(output["Value"]))
+
+    def _deploy_function(self, template: dict[str, Any], name: str, refs: References, role: str) -> None:
+        assert self.runtime is not None
+        properties = function_properties(template, name)
+        function_name = f"{self.stack_name}-{name}"
+        code_dir = self.root / properties["CodeUri"]
+        environment = {k: str(v) for k, v in refs.resolve(properties.get("Environment", {}).get("Variables", {})).items()}
+        log_group = refs.resolve(properties.get("LoggingConfig", {}).get("LogGroup", f"/aws/lambda/{function_name}"))
+        environment.update({
+            # What Lambda sets, and what differs in the embedded AWS.
+            "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
+            "AWS_LAMBDA_FUNCTION_NAME": function_name, "AWS_LAMBDA_LOG_GROUP_NAME": log_group,
+            "EIPLANE_RUNTIME": "embedded", **_FAKE_CREDENTIALS,
+        })
+        if self.endpoint_url:
+            environment["AWS_ENDPOINT_URL"] = self.endpoint_url
+        arn = self.client("lambda").create_function(
+            FunctionName=function_name, Runtime=properties["Runtime"], Role=role, Handler=properties["Handler"],
+            Code={"ZipFile": _zip_folder(code_dir)}, Timeout=int(properties.get("Timeout", 3)),
+            MemorySize=int(properties.get("MemorySize", 128)),
+            Environment={"Variables": {k: v for k, v in environment.items() if not k.startswith("AWS_")}},
+        )["FunctionArn"]
+        refs.refs[name] = function_name
+        refs.attributes[f"{name}.Arn"] = arn
+        self.stack.functions[name] = function_name
+        self.runtime.register(LocalFunction(
+            name=function_name, arn=arn, code_dir=code_dir, handler=properties["Handler"], environment=environment,
+            timeout_s=int(properties.get("Timeout", 3)), memory_mb=int(properties.get("MemorySize", 128)),
+        ))
+
+    # --- executions -----------------------------------------------------------------------
+
+    def state_machine_arn(self, logical_id: str = "ProvisionFleetStateMachine") -> str:
+        return self.stack.state_machines[logical_id]
+
+    def start_execution(self, execution_input: Any, name: str, logical_id: str = "ProvisionFleetStateMachine") -> str:
+        body = execution_input if isinstance(execution_input, str) else json.dumps(execution_input)
+        return str(self.client("stepfunctions").start_execution(
+            stateMachineArn=self.state_machine_arn(logical_id), name=name, input=body)["executionArn"])
+
+    def wait(self, execution_arn: str, timeout_s: float = 120) -> ExecutionResult:
+        return wait_for_execution(self.client("stepfunctions"), execution_arn, timeout_s)
+
+    def run(self, execution_input: Any, name: str, logical_id: str = "ProvisionFleetStateMachine") -> ExecutionResult:
+        return self.wait(self.start_execution(execution_input, name, logical_id))
+
+
+def wait_for_execution(sfn: BaseClient, execution_arn: str, timeout_s: float = 120,
+                       poll_s: float = 0.02) -> ExecutionResult:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] in _TERMINAL:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{execution_arn} still {described['status']} after {timeout_s} s")
+        time.sleep(poll_s)
+    events = list(_history(sfn, execution_arn))
+    output = described.get("output")
+    return ExecutionResult(
+        arn=execution_arn, status=described["status"], output=json.loads(output) if output else None,
+        error=described.get("error"), cause=described.get("cause"), events=events,
+    )
+
+
+def _history(sfn: BaseClient, execution_arn: str) -> Any:
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+        yield from page["events"]
+
+
+# --- the account the embedded AWS starts as -----------------------------------------------
+
+def seed_account(ec2: BaseClient, ssm: BaseClient) -> None:
+    """Make moto's account look like a new real one: its default VPC reaches the internet
+    through an internet gateway (moto's has no route), and the public AMI parameters that
+    the launch stage resolves exist."""
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    attached = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc]}])
+    if not attached["InternetGateways"]:
+        gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
+        main = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                  {"Name": "association.main", "Values": ["true"]}])
+        ec2.create_route(RouteTableId=main["RouteTables"][0]["RouteTableId"],
+                         DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
+
+
+def deploy_bucket(s3: BaseClient, bucket: str, properties: dict[str, Any], region: str) -> None:
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=bucket)
+    else:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    if "BucketEncryption" in properties:
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"],
+                       "BucketKeyEnabled": r.get("BucketKeyEnabled", False)}
+                      for r in properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]]})
+    if "PublicAccessBlockConfiguration" in properties:
+        s3.put_public_access_block(Bucket=bucket,
+                                   PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"])
+    if "VersioningConfiguration" in properties:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration=properties["VersioningConfiguration"])
+
+
+def deploy_table(dynamodb: BaseClient, table: str, properties: dict[str, Any]) -> None:
+    dynamodb.create_table(
+        TableName=table, KeySchema=properties["KeySchema"], AttributeDefinitions=properties["AttributeDefinitions"],
+        BillingMode=properties.get("BillingMode", "PROVISIONED"),
+        SSESpecification={"Enabled": bool(properties.get("SSESpecification", {}).get("SSEEnabled", False))},
+    )
+
+
+def _zip_folder(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.rglob("*.py")):
+            archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Any:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+

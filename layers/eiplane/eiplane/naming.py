@@ -1,0 +1,60 @@
+"""Names, paths and tags of everything eiplane creates. Resources are found by these tags
+first and by these names as a fallback."""
+
+from __future__ import annotations
+
+from eiplane.models.spec import FleetSpec
+
+PROJECT = "eiplane"
+TAG_MANAGED_BY = "eiplane:managed-by"
+TAG_FLEET = "eiplane:fleet"
+TAG_COMPONENT = "eiplane:component"
+IAM_PATH = "/eiplane/"
+
+INSTANCE_SECURITY_GROUP = "instance-security-group"
+ENDPOINT_SECURITY_GROUP = "endpoint-security-group"
+INSTANCE_ROLE = "instance-role"
+INSTANCE_PROFILE = "instance-profile"
+VPC_ENDPOINT = "vpc-endpoint"
+
+# Shared by every fleet in a VPC: one interface endpoint per service per VPC can own the
+# private DNS name, so endpoints and their security group are VPC-scoped, not per fleet.
+ENDPOINT_SECURITY_GROUP_NAME = "eiplane-vpc-endpoints"
+
+
+def instance_security_group_name(fleet: str) -> str:
+    return f"eiplane-{fleet}-instances"
+
+
+def instance_role_name(fleet: str) -> str:
+    return f"eiplane-{fleet}-instance"
+
+
+instance_profile_name = instance_role_name
+INSTANCE_POLICY_NAME = "eiplane-instance-access"
+
+
+def artifact_prefix(fleet: str) -> str:
+    return f"fleets/{fleet}/"
+
+
+def endpoint_service_name(region: str, service: str) -> str:
+    return f"com.amazonaws.{region}.{service}"
+
+
+def tags_for(component: str, spec: FleetSpec | None = None) -> dict[str, str]:
+    """The user's tags plus eiplane's own; shared resources carry no fleet tag."""
+    tags = dict(spec.tags) if spec else {}
+    tags[TAG_MANAGED_BY] = PROJECT
+    tags[TAG_COMPONENT] = component
+    if spec is not None:
+        tags[TAG_FLEET] = spec.name
+    return tags
+
+
+def as_aws_tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def from_aws_tags(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags or []}

@@ -1,0 +1,190 @@
+"""The fleet's instance role, its policies and its instance profile.
+
+The role may do exactly three things: be managed by SSM (AWS's AmazonSSMManagedInstanceCore),
+read the fleet's artifacts and write its validation results under the fleet's prefix, and,
+for eia only, `elastic-inference:Connect`. The seed's policy also allowed iam:List*, iam:Get*,
+ec2:Describe*, ec2:Get* on "*"; any policy on the role beyond ours is removed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from eiplane import naming
+from eiplane.aws import client, error_code, paginate
+from eiplane.models.spec import FleetSpec
+from eiplane.prerequisites.changes import Reconciler
+from eiplane.settings import get_settings
+
+TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+def partition_of(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def ssm_core_policy_arn(region: str) -> str:
+    return f"arn:{partition_of(region)}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+
+
+def instance_policy(spec: FleetSpec, bucket: str, account: str) -> dict[str, Any]:
+    partition = partition_of(spec.region)
+    prefix = naming.artifact_prefix(spec.name)
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadFleetArtifacts",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:{partition}:s3:::{bucket}/{prefix}*",
+        },
+        {
+            "Sid": "ListFleetArtifacts",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": f"arn:{partition}:s3:::{bucket}",
+            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+        },
+        {
+            "Sid": "WriteValidationResults",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": f"arn:{partition}:s3:::{bucket}/{prefix}results/*",
+        },
+    ]
+    if spec.backend.type == "eia":
+        statements.append({
+            "Sid": "ConnectElasticInference",
+            "Effect": "Allow",
+            "Action": "elastic-inference:Connect",
+            "Resource": f"arn:{partition}:elastic-inference:{spec.region}:{account}:elastic-inference-accelerator/*",
+        })
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _canonical(document: Any) -> str:
+    if isinstance(document, str):
+        document = json.loads(document)
+    return json.dumps(document, sort_keys=True)
+
+
+def reconcile_iam(spec: FleetSpec, reconciler: Reconciler) -> tuple[str | None, str | None, str]:
+    """Returns (role ARN, instance profile ARN, instance profile name); ARNs are None while
+    planning something that does not exist yet."""
+    iam = client("iam", spec.region)
+    account = client("sts", spec.region).get_caller_identity()["Account"]
+    role_arn = _reconcile_role(iam, spec, account, reconciler)
+    profile_arn = _reconcile_profile(iam, spec, reconciler)
+    return role_arn, profile_arn, naming.instance_profile_name(spec.name)
+
+
+def _get(call: Any, key: str, **kwargs: Any) -> dict[str, Any] | None:
+    try:
+        return dict(call(**kwargs)[key])
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchEntity":
+            return None
+        raise
+
+
+def _create_or_get(create: Any, get: Any, key: str, **kwargs: Any) -> dict[str, Any]:
+    """Create; if another execution won the race, take what it made."""
+    try:
+        return dict(create()[key])
+    except ClientError as exc:
+        if error_code(exc) != "EntityAlreadyExists":
+            raise
+        return dict(get(**kwargs)[key])
+
+
+def _reconcile_role(iam: Any, spec: FleetSpec, account: str, reconciler: Reconciler) -> str | None:
+    name = naming.instance_role_name(spec.name)
+    tags = naming.tags_for(naming.INSTANCE_ROLE, spec)
+    changes = reconciler.begin()
+    role = _get(iam.get_role, "Role", RoleName=name)
+    created = role is None
+    if role is None:
+        role = changes.make(f"created role {name}", lambda: _create_or_get(
+            lambda: iam.create_role(
+                RoleName=name, Path=naming.IAM_PATH, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
+                Description=f"eiplane fleet {spec.name} instances", Tags=naming.as_aws_tags(tags)),
+            iam.get_role, "Role", RoleName=name))
+        inline: list[str] = []
+        attached: list[str] = []
+    else:
+        if _canonical(role["AssumeRolePolicyDocument"]) != _canonical(TRUST_POLICY):
+            changes.make("reset trust policy to ec2.amazonaws.com only", lambda: iam.update_assume_role_policy(
+                RoleName=name, PolicyDocument=json.dumps(TRUST_POLICY)))
+        current_tags = naming.from_aws_tags(role.get("Tags"))  # GetRole returns the tags
+        missing = {k: v for k, v in tags.items() if current_tags.get(k) != v}
+        if missing:
+            changes.make(f"tagged {', '.join(sorted(missing))}",
+                         lambda: iam.tag_role(RoleName=name, Tags=naming.as_aws_tags(missing)))
+        inline = list(paginate(iam, "list_role_policies", "PolicyNames", RoleName=name))
+        attached = [p["PolicyArn"] for p in paginate(iam, "list_attached_role_policies", "AttachedPolicies",
+                                                     RoleName=name)]
+
+    wanted = instance_policy(spec, get_settings().artifacts_bucket, account)
+    if naming.INSTANCE_POLICY_NAME not in inline:
+        changes.make(f"put inline policy {naming.INSTANCE_POLICY_NAME}", lambda: iam.put_role_policy(
+            RoleName=name, PolicyName=naming.INSTANCE_POLICY_NAME, PolicyDocument=json.dumps(wanted)))
+    else:
+        current = iam.get_role_policy(RoleName=name, PolicyName=naming.INSTANCE_POLICY_NAME)["PolicyDocument"]
+        if _canonical(current) != _canonical(wanted):
+            changes.make(f"rewrote inline policy {naming.INSTANCE_POLICY_NAME}", lambda: iam.put_role_policy(
+                RoleName=name, PolicyName=naming.INSTANCE_POLICY_NAME, PolicyDocument=json.dumps(wanted)))
+    for extra in sorted(set(inline) - {naming.INSTANCE_POLICY_NAME}):
+        changes.make(f"deleted inline policy {extra} (broader than the fleet needs)",
+                     lambda e=extra: iam.delete_role_policy(RoleName=name, PolicyName=e))
+
+    ssm_core = ssm_core_policy_arn(spec.region)
+    if ssm_core not in attached:
+        changes.make("attached AmazonSSMManagedInstanceCore",
+                     lambda: iam.attach_role_policy(RoleName=name, PolicyArn=ssm_core))
+    for extra in sorted(set(attached) - {ssm_core}):
+        changes.make(f"detached {extra} (broader than the fleet needs)",
+                     lambda e=extra: iam.detach_role_policy(RoleName=name, PolicyArn=e))
+
+    reconciler.done("iam_role", name, role["Arn"] if role else None, changes, created=created)
+    return role["Arn"] if role else None
+
+
+def _reconcile_profile(iam: Any, spec: FleetSpec, reconciler: Reconciler) -> str | None:
+    name = naming.instance_profile_name(spec.name)
+    role_name = naming.instance_role_name(spec.name)
+    tags = naming.tags_for(naming.INSTANCE_PROFILE, spec)
+    changes = reconciler.begin()
+    profile = _get(iam.get_instance_profile, "InstanceProfile", InstanceProfileName=name)
+    created = profile is None
+    roles: list[str] = []
+    if profile is None:
+        profile = changes.make(f"created instance profile {name}", lambda: _create_or_get(
+            lambda: iam.create_instance_profile(InstanceProfileName=name, Path=naming.IAM_PATH,
+                                                Tags=naming.as_aws_tags(tags)),
+            iam.get_instance_profile, "InstanceProfile", InstanceProfileName=name))
+    else:
+        roles = [r["RoleName"] for r in profile.get("Roles", [])]
+        current_tags = naming.from_aws_tags(profile.get("Tags"))  # so does GetInstanceProfile
+        missing = {k: v for k, v in tags.items() if current_tags.get(k) != v}
+        if missing:
+            changes.make(f"tagged {', '.join(sorted(missing))}", lambda: iam.tag_instance_profile(
+                InstanceProfileName=name, Tags=naming.as_aws_tags(missing)))
+    # A profile holds at most one role: a stale one (a deleted and re-created role, or
+    # another role) must go before ours goes in.
+    for stale in [r for r in roles if r != role_name]:
+        changes.make(f"removed role {stale}", lambda s=stale: iam.remove_role_from_instance_profile(
+            InstanceProfileName=name, RoleName=s))
+    if role_name not in roles:
+        changes.make(f"added role {role_name}", lambda: iam.add_role_to_instance_profile(
+            InstanceProfileName=name, RoleName=role_name))
+    reconciler.done("instance_profile", name, profile["Arn"] if profile else None, changes, created=created)
+    return profile["Arn"] if profile else None

@@ -1,0 +1,201 @@
+"""VPC DNS attributes and the two security groups.
+
+The instance group takes no ingress at all (SSM replaces SSH) and sends only HTTPS out. The
+endpoint group, shared by the fleets of a VPC, takes TCP 443 from fleet instance groups and
+nothing else, so no rule anywhere opens ingress to 0.0.0.0/0 or ::/0 (the seed opened 22 and
+443 to the world and put instances and endpoint in one group).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from botocore.exceptions import ClientError
+
+from eiplane import naming
+from eiplane.aws import client, error_code, paginate
+from eiplane.models.prerequisites import Placement
+from eiplane.models.spec import FleetSpec
+from eiplane.prerequisites.changes import Changes, Reconciler
+
+HTTPS = 443
+
+
+class Rule(NamedTuple):
+    """One permission, flattened: protocol, ports and a single peer (CIDR, group or prefix list)."""
+
+    protocol: str
+    from_port: int | None
+    to_port: int | None
+    peer: str
+
+    def describe(self) -> str:
+        ports = "all ports" if self.protocol == "-1" else f"{self.protocol} {self.from_port}-{self.to_port}"
+        return f"{ports} {self.peer}"
+
+    def as_permission(self) -> dict[str, Any]:
+        permission: dict[str, Any] = {"IpProtocol": self.protocol}
+        if self.protocol != "-1":
+            permission.update(FromPort=self.from_port, ToPort=self.to_port)
+        if self.peer.startswith("sg-"):
+            permission["UserIdGroupPairs"] = [{"GroupId": self.peer}]
+        elif self.peer.startswith("pl-"):
+            permission["PrefixListIds"] = [{"PrefixListId": self.peer}]
+        elif ":" in self.peer:
+            permission["Ipv6Ranges"] = [{"CidrIpv6": self.peer}]
+        else:
+            permission["IpRanges"] = [{"CidrIp": self.peer}]
+        return permission
+
+
+def flatten(permissions: list[dict[str, Any]]) -> set[Rule]:
+    rules = set()
+    for p in permissions:
+        protocol = str(p["IpProtocol"])
+        ports = (p.get("FromPort"), p.get("ToPort")) if protocol != "-1" else (None, None)
+        peers = ([r["CidrIp"] for r in p.get("IpRanges", [])]
+                 + [r["CidrIpv6"] for r in p.get("Ipv6Ranges", [])]
+                 + [g["GroupId"] for g in p.get("UserIdGroupPairs", [])]
+                 + [pl["PrefixListId"] for pl in p.get("PrefixListIds", [])])
+        rules |= {Rule(protocol, ports[0], ports[1], peer) for peer in peers}
+    return rules
+
+
+def opens_to_world(rule: Rule) -> bool:
+    return rule.peer in ("0.0.0.0/0", "::/0")
+
+
+def needs_interface_endpoints(spec: FleetSpec, placement: Placement) -> bool:
+    return spec.backend.type == "eia" or bool(placement.private_subnets)
+
+
+def reconcile_network(spec: FleetSpec, placement: Placement, reconciler: Reconciler) -> tuple[str, str | None]:
+    """Returns (instance group id, endpoint group id or None); ids are None while planning."""
+    ec2 = client("ec2", spec.region)
+    endpoints_needed = needs_interface_endpoints(spec, placement)
+    if endpoints_needed:
+        _reconcile_vpc_dns(ec2, placement.vpc_id, reconciler)
+
+    instance_group = _reconcile_group(
+        ec2, reconciler, placement.vpc_id,
+        name=naming.instance_security_group_name(spec.name),
+        description=f"eiplane fleet {spec.name} instances: no ingress, HTTPS out",
+        tags=naming.tags_for(naming.INSTANCE_SECURITY_GROUP, spec),
+        find_tags={naming.TAG_COMPONENT: naming.INSTANCE_SECURITY_GROUP, naming.TAG_FLEET: spec.name},
+        desired_ingress=lambda _own: set(),
+        # SSM, S3 and the EI runtime are all HTTPS. IPv4 anywhere, because instances in
+        # public subnets reach the regional SSM endpoints over the internet.
+        desired_egress={Rule("tcp", HTTPS, HTTPS, "0.0.0.0/0")},
+        keep_ingress=lambda _rule: False,
+    )
+    if not endpoints_needed:
+        return instance_group, None
+
+    def endpoint_ingress(_own: str | None) -> set[Rule]:
+        # While planning, the instance group may not exist yet: name it for the plan.
+        return {Rule("tcp", HTTPS, HTTPS, instance_group or "sg-(new)")}
+
+    endpoint_group = _reconcile_group(
+        ec2, reconciler, placement.vpc_id,
+        name=naming.ENDPOINT_SECURITY_GROUP_NAME,
+        description="eiplane VPC endpoints: HTTPS from eiplane fleet instance groups only",
+        tags=naming.tags_for(naming.ENDPOINT_SECURITY_GROUP),
+        find_tags={naming.TAG_COMPONENT: naming.ENDPOINT_SECURITY_GROUP},
+        desired_ingress=endpoint_ingress,
+        desired_egress=set(),  # endpoints answer on the connection; they open none
+        # Other fleets of this VPC own their own rules here; keep HTTPS-from-a-group rules.
+        keep_ingress=lambda rule: rule.peer.startswith("sg-") and rule[:3] == ("tcp", HTTPS, HTTPS),
+    )
+    return instance_group, endpoint_group
+
+
+def _reconcile_vpc_dns(ec2: Any, vpc_id: str, reconciler: Reconciler) -> None:
+    changes = reconciler.begin()
+    # Private DNS on interface endpoints needs both attributes on (support first).
+    for attribute in ("enableDnsSupport", "enableDnsHostnames"):
+        key = attribute[0].upper() + attribute[1:]
+        value = ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]
+        if not value:
+            changes.make(f"turned on {attribute}", lambda a=attribute: ec2.modify_vpc_attribute(
+                VpcId=vpc_id, **{a[0].upper() + a[1:]: {"Value": True}}))
+    reconciler.done("vpc_dns", f"DNS support and hostnames of {vpc_id}", vpc_id, changes)
+
+
+def _find_group(ec2: Any, vpc_id: str, name: str, find_tags: dict[str, str]) -> dict[str, Any] | None:
+    tag_filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in find_tags.items()]
+    for filters in (tag_filters, [{"Name": "group-name", "Values": [name]}]):
+        groups = list(paginate(ec2, "describe_security_groups", "SecurityGroups",
+                               Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, *filters]))
+        if groups:
+            return sorted(groups, key=lambda g: g["GroupId"])[0]
+    return None
+
+
+def _reconcile_group(ec2: Any, reconciler: Reconciler, vpc_id: str, *, name: str, description: str,
+                     tags: dict[str, str], find_tags: dict[str, str], desired_ingress: Any,
+                     desired_egress: set[Rule], keep_ingress: Any) -> str | None:
+    changes = reconciler.begin()
+    group = _find_group(ec2, vpc_id, name, find_tags)
+    created = group is None
+    if group is None:
+        group_id = changes.make(f"created security group {name}",
+                                lambda: _create_group(ec2, vpc_id, name, description, tags))
+        # A new group comes with one rule: all traffic out to 0.0.0.0/0.
+        current_ingress: set[Rule] = set()
+        current_egress = {Rule("-1", None, None, "0.0.0.0/0")}
+    else:
+        group_id = group["GroupId"]
+        missing_tags = {k: v for k, v in tags.items() if naming.from_aws_tags(group.get("Tags")).get(k) != v}
+        if missing_tags:
+            changes.make(f"tagged {', '.join(sorted(missing_tags))}", lambda: ec2.create_tags(
+                Resources=[group_id], Tags=naming.as_aws_tags(missing_tags)))
+        current_ingress = flatten(group.get("IpPermissions", []))
+        current_egress = flatten(group.get("IpPermissionsEgress", []))
+
+    wanted_ingress = desired_ingress(group_id)
+    extra_ingress = _ordered(r for r in current_ingress - wanted_ingress if not keep_ingress(r))
+    _revoke(ec2, changes, group_id, "ingress", extra_ingress)
+    _authorize(ec2, changes, group_id, "ingress", _ordered(wanted_ingress - current_ingress))
+    _authorize(ec2, changes, group_id, "egress", _ordered(desired_egress - current_egress))
+    _revoke(ec2, changes, group_id, "egress", _ordered(current_egress - desired_egress))
+
+    reconciler.done("security_group", name, group_id, changes, created=created)
+    return group_id
+
+
+def _ordered(rules: Any) -> list[Rule]:
+    return sorted(rules, key=Rule.describe)
+
+
+def _create_group(ec2: Any, vpc_id: str, name: str, description: str, tags: dict[str, str]) -> str:
+    try:
+        return str(ec2.create_security_group(
+            GroupName=name, Description=description, VpcId=vpc_id,
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": naming.as_aws_tags(tags)}],
+        )["GroupId"])
+    except ClientError as exc:
+        # Another execution created it between our look-up and this call: use theirs.
+        if error_code(exc) != "InvalidGroup.Duplicate":
+            raise
+        found = _find_group(ec2, vpc_id, name, {})
+        if found is None:
+            raise
+        return str(found["GroupId"])
+
+
+def _revoke(ec2: Any, changes: Changes, group_id: str | None, direction: str, rules: list[Rule]) -> None:
+    if not rules:
+        return
+    call = ec2.revoke_security_group_ingress if direction == "ingress" else ec2.revoke_security_group_egress
+    what = ", ".join(r.describe() for r in rules)
+    changes.make(f"revoked {direction} {what}",
+                 lambda: call(GroupId=group_id, IpPermissions=[r.as_permission() for r in rules]))
+
+
+def _authorize(ec2: Any, changes: Changes, group_id: str | None, direction: str, rules: list[Rule]) -> None:
+    if not rules:
+        return
+    call = ec2.authorize_security_group_ingress if direction == "ingress" else ec2.authorize_security_group_egress
+    what = ", ".join(r.describe() for r in rules)
+    changes.make(f"allowed {direction} {what}",
+                 lambda: call(GroupId=group_id, IpPermissions=[r.as_permission() for r in rules]))

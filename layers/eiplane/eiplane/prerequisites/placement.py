@@ -1,0 +1,125 @@
+"""The first state: validate the spec, then resolve where the fleet runs. Read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eiplane import backends
+from eiplane.aws import aws_errors, client, paginate
+from eiplane.errors import BackendUnavailable, InvalidFleetSpec
+from eiplane.models.prerequisites import Placement, SubnetPlacement, ValidatedFleet
+from eiplane.models.spec import FleetSpec, parse_fleet_spec
+from eiplane.settings import get_settings
+
+# A 0.0.0.0/0 route through one of these reaches the internet (and so the public SSM and
+# S3 endpoints); anything else, or none, means the subnet needs VPC endpoints.
+_INTERNET_TARGETS = ("GatewayId", "NatGatewayId", "TransitGatewayId", "NetworkInterfaceId", "InstanceId")
+
+
+def validate_fleet(raw_spec: Any) -> ValidatedFleet:
+    spec = parse_fleet_spec(raw_spec)
+    if spec.backend.type == "eia" and get_settings().runtime == "aws":
+        raise BackendUnavailable(
+            "backend 'eia' (Amazon Elastic Inference) is no longer available from AWS: "
+            + backends.ALTERNATIVES_TO_EIA
+            + ". The eia backend runs only on the embedded AWS (eiplane local)."
+        )
+    with aws_errors():
+        placement = resolve_placement(spec)
+    return ValidatedFleet(spec=spec, placement=placement)
+
+
+def resolve_placement(spec: FleetSpec) -> Placement:
+    ec2 = client("ec2", spec.region)
+    network = spec.network
+    problems: list[str] = []
+
+    if network.vpc_id is None and not network.subnet_ids:
+        default = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+        if not default:
+            raise InvalidFleetSpec([
+                f"network: region {spec.region} has no default VPC; give network.vpc_id and network.subnet_ids"
+            ])
+        vpc_id = default[0]["VpcId"]
+        subnets = list(paginate(ec2, "describe_subnets", "Subnets", Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "default-for-az", "Values": ["true"]}]))
+        if not subnets:
+            raise InvalidFleetSpec([f"network: the default VPC {vpc_id} has no default subnets"])
+    else:
+        # A filter, not SubnetIds=: an unknown id then is simply absent, so every missing
+        # subnet can be named at once instead of the first one failing the call.
+        subnets = list(paginate(ec2, "describe_subnets", "Subnets", Filters=[
+            {"Name": "subnet-id", "Values": list(network.subnet_ids)}]))
+        known = {s["SubnetId"] for s in subnets}
+        problems += [f"network.subnet_ids: {s} does not exist in {spec.region}"
+                     for s in network.subnet_ids if s not in known]
+        vpc_ids = sorted({s["VpcId"] for s in subnets})
+        vpc_id = network.vpc_id or (vpc_ids[0] if vpc_ids else "")
+        if network.vpc_id:
+            found = ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [network.vpc_id]}])["Vpcs"]
+            if not found:
+                problems.append(f"network.vpc_id: {network.vpc_id} does not exist in {spec.region}")
+        problems += [f"network.subnet_ids: {s['SubnetId']} is in {s['VpcId']}, not {vpc_id}"
+                     for s in subnets if vpc_id and s["VpcId"] != vpc_id]
+    subnets.sort(key=lambda s: (s["AvailabilityZone"], s["SubnetId"]))
+
+    zones = sorted({s["AvailabilityZone"] for s in subnets})
+    problems += _instance_type_problems(spec, zones)
+    if problems:
+        raise InvalidFleetSpec(problems)
+
+    route_tables = _route_tables_by_subnet(spec.region, vpc_id)
+    return Placement(
+        vpc_id=vpc_id,
+        default_vpc=network.vpc_id is None and not network.subnet_ids,
+        subnets=[
+            SubnetPlacement(
+                subnet_id=s["SubnetId"],
+                availability_zone=s["AvailabilityZone"],
+                route_table_id=route_tables[s["SubnetId"]]["RouteTableId"],
+                internet_route=has_internet_route(route_tables[s["SubnetId"]]),
+            )
+            for s in subnets
+        ],
+    )
+
+
+def _instance_type_problems(spec: FleetSpec, zones: list[str]) -> list[str]:
+    if not zones:
+        return []
+    ec2 = client("ec2", spec.region)
+    offered: dict[str, set[str]] = {}
+    for offering in paginate(ec2, "describe_instance_type_offerings", "InstanceTypeOfferings",
+                             LocationType="availability-zone",
+                             Filters=[{"Name": "instance-type", "Values": spec.backend.instance_types},
+                                      {"Name": "location", "Values": zones}]):
+        offered.setdefault(offering["InstanceType"], set()).add(offering["Location"])
+    return [
+        f"backend.instance_type: {t} is not offered in the fleet's availability zones ({', '.join(zones)})"
+        for t in spec.backend.instance_types if not offered.get(t)
+    ]
+
+
+def _route_tables_by_subnet(region: str, vpc_id: str) -> dict[str, dict[str, Any]]:
+    """Each subnet's route table: its explicit association, else the VPC's main table."""
+    ec2 = client("ec2", region)
+    tables = list(paginate(ec2, "describe_route_tables", "RouteTables",
+                           Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]))
+    main = next(t for t in tables if any(a.get("Main") for a in t.get("Associations", [])))
+    by_subnet: dict[str, dict[str, Any]] = {}
+    for table in tables:
+        for association in table.get("Associations", []):
+            if association.get("SubnetId"):
+                by_subnet[association["SubnetId"]] = table
+    subnets = paginate(ec2, "describe_subnets", "Subnets", Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
+    return {s["SubnetId"]: by_subnet.get(s["SubnetId"], main) for s in subnets}
+
+
+def has_internet_route(route_table: dict[str, Any]) -> bool:
+    for route in route_table.get("Routes", []):
+        if route.get("DestinationCidrBlock") != "0.0.0.0/0" or route.get("State") == "blackhole":
+            continue
+        gateway = route.get("GatewayId", "")
+        if gateway.startswith("igw-") or any(route.get(k) for k in _INTERNET_TARGETS if k != "GatewayId"):
+            return True
+    return False
