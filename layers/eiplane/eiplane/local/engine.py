@@ -23,6 +23,7 @@ from unittest import mock
 import boto3
 from botocore.client import BaseClient
 
+from eiplane.executions import ExecutionResult, wait_for_execution
 from eiplane.local import moto_gaps
 from eiplane.local.lambda_runtime import LocalFunction, LocalLambdaRuntime, reset_process_state, routed_stdout
 from eiplane.local.template import (
@@ -36,7 +37,7 @@ from eiplane.local.template import (
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_REGION = "us-east-1"
 STACK_NAME = "eiplane-local"
-_TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+ID_SEED = 20260415
 # What a function's environment gets from the embedded AWS instead of from Lambda.
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                      "AWS_SESSION_TOKEN": "testing"}
@@ -52,28 +53,6 @@ def find_project_root(start: Path | None = None) -> Path:
     if (package_root / "template.yaml").is_file():
         return package_root
     raise FileNotFoundError("template.yaml not found: run from the eiplane checkout")
-
-
-@dataclass
-class ExecutionResult:
-    arn: str
-    status: str
-    output: Any
-    error: str | None
-    cause: str | None
-    events: list[dict[str, Any]]
-
-    def states_entered(self) -> list[str]:
-        return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
-
-    def error_message(self) -> str | None:
-        """The cause's errorMessage when it is a Lambda error payload, else the cause."""
-        if not self.cause:
-            return None
-        try:
-            return str(json.loads(self.cause).get("errorMessage", self.cause))
-        except (ValueError, AttributeError):
-            return self.cause
 
 
 @dataclass
@@ -115,6 +94,7 @@ class EmbeddedAws:
 
     def start(self) -> None:
         from moto import mock_aws
+        from moto.moto_api._internal import mock_random
 
         try:
             for name, value in {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region}.items():
@@ -131,6 +111,9 @@ class EmbeddedAws:
                 self._exit.enter_context(mock_aws(config=config))  # type: ignore[arg-type]
             else:
                 self._start_server(config)
+            # Seeded ids: the default VPC and subnets get the same ids in every run, so the
+            # demo is reproducible and events/ can name them.
+            mock_random.seed(ID_SEED)
             reset_process_state()
             self._exit.callback(reset_process_state)
             seed_account(self.client("ec2"), self.client("ssm"))
@@ -262,29 +245,6 @@ class EmbeddedAws:
 
     def run(self, execution_input: Any, name: str, logical_id: str = "ProvisionFleetStateMachine") -> ExecutionResult:
         return self.wait(self.start_execution(execution_input, name, logical_id))
-
-
-def wait_for_execution(sfn: BaseClient, execution_arn: str, timeout_s: float = 120,
-                       poll_s: float = 0.02) -> ExecutionResult:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        described = sfn.describe_execution(executionArn=execution_arn)
-        if described["status"] in _TERMINAL:
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{execution_arn} still {described['status']} after {timeout_s} s")
-        time.sleep(poll_s)
-    events = list(_history(sfn, execution_arn))
-    output = described.get("output")
-    return ExecutionResult(
-        arn=execution_arn, status=described["status"], output=json.loads(output) if output else None,
-        error=described.get("error"), cause=described.get("cause"), events=events,
-    )
-
-
-def _history(sfn: BaseClient, execution_arn: str) -> Any:
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
-        yield from page["events"]
 
 
 # --- the account the embedded AWS starts as -----------------------------------------------

@@ -50,7 +50,7 @@ class PrerequisiteResult(_Model):
     name: str
     id: str = Field(description="AWS id or ARN; '(new)' in a plan for what does not exist yet")
     outcome: Outcome
-    changes: list[str] = Field(default_factory=list, description="what eiplane changed, or would change")
+    changes: list[str] = Field(default_factory=list, description="each change made (or, in a plan, to make), imperative")
     billable: bool = Field(default=False, description="bills while it exists (interface endpoints, per AZ-hour)")
 
 

@@ -126,7 +126,7 @@ def _reconcile_endpoint(ec2: Any, spec: FleetSpec, placement: Placement, wanted:
                            PrivateDnsEnabled=True)
         else:
             request.update(RouteTableIds=list(wanted.route_tables))
-        endpoint = changes.make(f"created {kind_word} endpoint {service_name}",
+        endpoint = changes.make(f"create {kind_word} endpoint {service_name}",
                                 lambda: ec2.create_vpc_endpoint(**request)["VpcEndpoint"])
         endpoint_id = endpoint["VpcEndpointId"] if endpoint else None
         reconciler.done("vpc_endpoint", label, endpoint_id, changes, created=True, billable=wanted.interface)
@@ -141,19 +141,19 @@ def _reconcile_endpoint(ec2: Any, spec: FleetSpec, placement: Placement, wanted:
         add_subnets = [s for s in wanted.subnets if subnet_zone[s] not in covered]
         if add_subnets:
             modify["AddSubnetIds"] = add_subnets
-            repairs.append(f"added subnets {', '.join(add_subnets)}")
+            repairs.append(f"add subnets {', '.join(add_subnets)}")
         groups = {g["GroupId"] for g in endpoint.get("Groups", [])}
         if endpoint_group and endpoint_group not in groups:
             modify["AddSecurityGroupIds"] = [endpoint_group]
-            repairs.append(f"added security group {endpoint_group}")
+            repairs.append(f"add security group {endpoint_group}")
         if not endpoint.get("PrivateDnsEnabled"):
             modify["PrivateDnsEnabled"] = True
-            repairs.append("turned on private DNS")
+            repairs.append("turn on private DNS")
     else:
         missing_tables = sorted(set(wanted.route_tables) - set(endpoint.get("RouteTableIds", [])))
         if missing_tables:
             modify["AddRouteTableIds"] = missing_tables
-            repairs.append(f"added route tables {', '.join(missing_tables)}")
+            repairs.append(f"add route tables {', '.join(missing_tables)}")
     if modify:
         # One ModifyVpcEndpoint call carries every repair of this endpoint.
         changes.make("; ".join(repairs), lambda: ec2.modify_vpc_endpoint(VpcEndpointId=endpoint_id, **modify))

@@ -113,7 +113,7 @@ def _reconcile_role(iam: Any, spec: FleetSpec, account: str, reconciler: Reconci
     role = _get(iam.get_role, "Role", RoleName=name)
     created = role is None
     if role is None:
-        role = changes.make(f"created role {name}", lambda: _create_or_get(
+        role = changes.make(f"create role {name}", lambda: _create_or_get(
             lambda: iam.create_role(
                 RoleName=name, Path=naming.IAM_PATH, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
                 Description=f"eiplane fleet {spec.name} instances", Tags=naming.as_aws_tags(tags)),
@@ -127,7 +127,7 @@ def _reconcile_role(iam: Any, spec: FleetSpec, account: str, reconciler: Reconci
         current_tags = naming.from_aws_tags(role.get("Tags"))  # GetRole returns the tags
         missing = {k: v for k, v in tags.items() if current_tags.get(k) != v}
         if missing:
-            changes.make(f"tagged {', '.join(sorted(missing))}",
+            changes.make(f"tag {', '.join(sorted(missing))}",
                          lambda: iam.tag_role(RoleName=name, Tags=naming.as_aws_tags(missing)))
         inline = list(paginate(iam, "list_role_policies", "PolicyNames", RoleName=name))
         attached = [p["PolicyArn"] for p in paginate(iam, "list_attached_role_policies", "AttachedPolicies",
@@ -140,18 +140,18 @@ def _reconcile_role(iam: Any, spec: FleetSpec, account: str, reconciler: Reconci
     else:
         current = iam.get_role_policy(RoleName=name, PolicyName=naming.INSTANCE_POLICY_NAME)["PolicyDocument"]
         if _canonical(current) != _canonical(wanted):
-            changes.make(f"rewrote inline policy {naming.INSTANCE_POLICY_NAME}", lambda: iam.put_role_policy(
+            changes.make(f"rewrite inline policy {naming.INSTANCE_POLICY_NAME}", lambda: iam.put_role_policy(
                 RoleName=name, PolicyName=naming.INSTANCE_POLICY_NAME, PolicyDocument=json.dumps(wanted)))
     for extra in sorted(set(inline) - {naming.INSTANCE_POLICY_NAME}):
-        changes.make(f"deleted inline policy {extra} (broader than the fleet needs)",
+        changes.make(f"delete inline policy {extra} (broader than the fleet needs)",
                      lambda e=extra: iam.delete_role_policy(RoleName=name, PolicyName=e))
 
     ssm_core = ssm_core_policy_arn(spec.region)
     if ssm_core not in attached:
-        changes.make("attached AmazonSSMManagedInstanceCore",
+        changes.make("attach AmazonSSMManagedInstanceCore",
                      lambda: iam.attach_role_policy(RoleName=name, PolicyArn=ssm_core))
     for extra in sorted(set(attached) - {ssm_core}):
-        changes.make(f"detached {extra} (broader than the fleet needs)",
+        changes.make(f"detach {extra} (broader than the fleet needs)",
                      lambda e=extra: iam.detach_role_policy(RoleName=name, PolicyArn=e))
 
     reconciler.done("iam_role", name, role["Arn"] if role else None, changes, created=created)
@@ -167,7 +167,7 @@ def _reconcile_profile(iam: Any, spec: FleetSpec, reconciler: Reconciler) -> str
     created = profile is None
     roles: list[str] = []
     if profile is None:
-        profile = changes.make(f"created instance profile {name}", lambda: _create_or_get(
+        profile = changes.make(f"create instance profile {name}", lambda: _create_or_get(
             lambda: iam.create_instance_profile(InstanceProfileName=name, Path=naming.IAM_PATH,
                                                 Tags=naming.as_aws_tags(tags)),
             iam.get_instance_profile, "InstanceProfile", InstanceProfileName=name))
@@ -176,15 +176,15 @@ def _reconcile_profile(iam: Any, spec: FleetSpec, reconciler: Reconciler) -> str
         current_tags = naming.from_aws_tags(profile.get("Tags"))  # so does GetInstanceProfile
         missing = {k: v for k, v in tags.items() if current_tags.get(k) != v}
         if missing:
-            changes.make(f"tagged {', '.join(sorted(missing))}", lambda: iam.tag_instance_profile(
+            changes.make(f"tag {', '.join(sorted(missing))}", lambda: iam.tag_instance_profile(
                 InstanceProfileName=name, Tags=naming.as_aws_tags(missing)))
     # A profile holds at most one role: a stale one (a deleted and re-created role, or
     # another role) must go before ours goes in.
     for stale in [r for r in roles if r != role_name]:
-        changes.make(f"removed role {stale}", lambda s=stale: iam.remove_role_from_instance_profile(
+        changes.make(f"remove role {stale}", lambda s=stale: iam.remove_role_from_instance_profile(
             InstanceProfileName=name, RoleName=s))
     if role_name not in roles:
-        changes.make(f"added role {role_name}", lambda: iam.add_role_to_instance_profile(
+        changes.make(f"add role {role_name}", lambda: iam.add_role_to_instance_profile(
             InstanceProfileName=name, RoleName=role_name))
     reconciler.done("instance_profile", name, profile["Arn"] if profile else None, changes, created=created)
     return profile["Arn"] if profile else None

@@ -29,9 +29,14 @@ class Rule(NamedTuple):
     to_port: int | None
     peer: str
 
-    def describe(self) -> str:
-        ports = "all ports" if self.protocol == "-1" else f"{self.protocol} {self.from_port}-{self.to_port}"
-        return f"{ports} {self.peer}"
+    def describe(self, direction: str = "ingress") -> str:
+        if self.protocol == "-1":
+            ports = "all traffic"
+        elif self.from_port == self.to_port:
+            ports = f"{self.protocol.upper()} {self.from_port}"
+        else:
+            ports = f"{self.protocol.upper()} {self.from_port}-{self.to_port}"
+        return f"{ports} {'from' if direction == 'ingress' else 'to'} {self.peer}"
 
     def as_permission(self) -> dict[str, Any]:
         permission: dict[str, Any] = {"IpProtocol": self.protocol}
@@ -116,7 +121,7 @@ def _reconcile_vpc_dns(ec2: Any, vpc_id: str, reconciler: Reconciler) -> None:
         key = attribute[0].upper() + attribute[1:]
         value = ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]
         if not value:
-            changes.make(f"turned on {attribute}", lambda a=attribute: ec2.modify_vpc_attribute(
+            changes.make(f"turn on {attribute}", lambda a=attribute: ec2.modify_vpc_attribute(
                 VpcId=vpc_id, **{a[0].upper() + a[1:]: {"Value": True}}))
     reconciler.done("vpc_dns", f"DNS support and hostnames of {vpc_id}", vpc_id, changes)
 
@@ -138,7 +143,7 @@ def _reconcile_group(ec2: Any, reconciler: Reconciler, vpc_id: str, *, name: str
     group = _find_group(ec2, vpc_id, name, find_tags)
     created = group is None
     if group is None:
-        group_id = changes.make(f"created security group {name}",
+        group_id = changes.make(f"create security group {name}",
                                 lambda: _create_group(ec2, vpc_id, name, description, tags))
         # A new group comes with one rule: all traffic out to 0.0.0.0/0.
         current_ingress: set[Rule] = set()
@@ -147,7 +152,7 @@ def _reconcile_group(ec2: Any, reconciler: Reconciler, vpc_id: str, *, name: str
         group_id = group["GroupId"]
         missing_tags = {k: v for k, v in tags.items() if naming.from_aws_tags(group.get("Tags")).get(k) != v}
         if missing_tags:
-            changes.make(f"tagged {', '.join(sorted(missing_tags))}", lambda: ec2.create_tags(
+            changes.make(f"tag {', '.join(sorted(missing_tags))}", lambda: ec2.create_tags(
                 Resources=[group_id], Tags=naming.as_aws_tags(missing_tags)))
         current_ingress = flatten(group.get("IpPermissions", []))
         current_egress = flatten(group.get("IpPermissionsEgress", []))
@@ -187,8 +192,8 @@ def _revoke(ec2: Any, changes: Changes, group_id: str | None, direction: str, ru
     if not rules:
         return
     call = ec2.revoke_security_group_ingress if direction == "ingress" else ec2.revoke_security_group_egress
-    what = ", ".join(r.describe() for r in rules)
-    changes.make(f"revoked {direction} {what}",
+    what = ", ".join(r.describe(direction) for r in rules)
+    changes.make(f"revoke {direction} {what}",
                  lambda: call(GroupId=group_id, IpPermissions=[r.as_permission() for r in rules]))
 
 
@@ -196,6 +201,6 @@ def _authorize(ec2: Any, changes: Changes, group_id: str | None, direction: str,
     if not rules:
         return
     call = ec2.authorize_security_group_ingress if direction == "ingress" else ec2.authorize_security_group_egress
-    what = ", ".join(r.describe() for r in rules)
-    changes.make(f"allowed {direction} {what}",
+    what = ", ".join(r.describe(direction) for r in rules)
+    changes.make(f"allow {direction} {what}",
                  lambda: call(GroupId=group_id, IpPermissions=[r.as_permission() for r in rules]))

@@ -33,7 +33,7 @@ def _ei_zones(spec: FleetSpec, request: FleetStepInput, reconciler: Reconciler |
         return None
     zones = elastic_inference_zones(spec, request.placement)
     if reconciler is not None:
-        reconciler.done("region_support", f"Elastic Inference in {', '.join(sorted(zones))}",
+        reconciler.done("region_support", f"Elastic Inference offered in {len(zones)} of the fleet's zones",
                         endpoint_service_name(spec.region, backends.ELASTIC_INFERENCE_SERVICE),
                         reconciler.begin())
     return zones

@@ -1,0 +1,67 @@
+"""The `eiplane` command line.
+
+  eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane]
+  eiplane local up [--port 4566]
+  eiplane local invoke FUNCTION -e events/FILE.json
+  eiplane demo [--report FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from eiplane.cli import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eiplane", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fleet = sub.add_parser("fleet", help="provision fleets").add_subparsers(dest="fleet_command", required=True)
+    apply = fleet.add_parser("apply", help="start ProvisionFleet for a spec and follow it")
+    apply.add_argument("spec", help="fleet spec, YAML or JSON (see events/provision_fleet_*.json)")
+    target = apply.add_mutually_exclusive_group()
+    target.add_argument("--local", action="store_true", help="run on a fresh embedded AWS in this process")
+    target.add_argument("--endpoint-url", help="an `eiplane local up` server, e.g. http://127.0.0.1:4566")
+    apply.add_argument("--stack-name", default="eiplane", help="deployed stack to read the state machine from")
+    apply.add_argument("--state-machine-arn", help="skip the stack look-up")
+    apply.add_argument("--region", help="the stack's region (default: your AWS configuration's)")
+    apply.add_argument("--name", help="execution name (default: <fleet>-<UTC time>)")
+    apply.add_argument("--dry-run", action="store_true", help="plan the prerequisites, change nothing")
+    apply.add_argument("--report", help="also write the execution output as JSON here")
+    apply.set_defaults(handler=commands.fleet_apply)
+
+    local = sub.add_parser("local", help="the embedded AWS").add_subparsers(dest="local_command", required=True)
+    up = local.add_parser("up", help="serve the deployed template on a loopback endpoint for the AWS CLI and SDKs")
+    up.add_argument("--port", type=int, default=4566, help="0 picks a free port")
+    up.add_argument("--region", default="us-east-1")
+    up.add_argument("--ready-file", help="write the endpoint and stack outputs here as JSON once ready")
+    up.add_argument("--echo-logs", action="store_true", help="print the functions' logs")
+    up.set_defaults(handler=commands.local_up)
+    invoke = local.add_parser("invoke", help="invoke one function with an event file (sam local invoke, no Docker)")
+    invoke.add_argument("function", help="logical id from template.yaml, e.g. ValidateFleetSpecFunction")
+    invoke.add_argument("-e", "--event", required=True, help="event file, e.g. events/validate_fleet_spec_gpu.json")
+    invoke.add_argument("--region", default="us-east-1")
+    invoke.set_defaults(handler=commands.local_invoke)
+
+    demo = sub.add_parser("demo", help="the prerequisites stage for eia, gpu and inferentia, twice, on the embedded AWS")
+    demo.add_argument("--report", help="write the demo's report as JSON here")
+    demo.set_defaults(handler=commands.demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except commands.CommandError as exc:
+        print(f"eiplane: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

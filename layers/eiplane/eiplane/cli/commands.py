@@ -1,0 +1,173 @@
+"""What each `eiplane` command does; argument parsing is in eiplane.cli."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from botocore.client import BaseClient
+
+from eiplane.cli.progress import follow, print_plan, print_report
+from eiplane.errors import InvalidFleetSpec
+from eiplane.models.spec import parse_fleet_spec
+
+
+class CommandError(Exception):
+    """A command cannot run as asked; the message says why and what to do."""
+
+
+def load_spec_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise CommandError(f"{path}: no such file")
+    try:
+        loaded = yaml.safe_load(file.read_text())  # YAML is a superset of JSON: both load here
+    except yaml.YAMLError as exc:
+        raise CommandError(f"{path} is neither YAML nor JSON: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise CommandError(f"{path} must hold one fleet spec (a mapping), not {type(loaded).__name__}")
+    return loaded
+
+
+def execution_name(fleet: str, now: datetime | None = None) -> str:
+    """Unique per start (StartExecution is idempotent by name), readable in the console."""
+    return f"{fleet}-{(now or datetime.now(UTC)).strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+def write_json(path: str, document: Any) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def run_and_report(sfn: BaseClient, state_machine_arn: str, spec: dict[str, Any], name: str,
+                   report_path: str | None) -> int:
+    arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(spec))["executionArn"]
+    print(f"execution {arn}")
+    result = follow(sfn, arn)
+    if result.status == "SUCCEEDED":
+        (print_plan if spec.get("dry_run") else print_report)(result.output)
+        document: Any = result.output
+    else:
+        print(f"{result.status}: {result.error}: {result.error_message()}", file=sys.stderr)
+        document = {"status": result.status, "error": result.error, "message": result.error_message(),
+                    "execution_arn": arn}
+    if report_path:
+        write_json(report_path, document)
+    return 0 if result.status == "SUCCEEDED" else 1
+
+
+def fleet_apply(args: argparse.Namespace) -> int:
+    spec = load_spec_file(args.spec)
+    if args.dry_run:
+        spec["dry_run"] = True
+    try:
+        parse_fleet_spec(spec)  # fail here, before anything starts; the state machine checks again
+    except InvalidFleetSpec as exc:
+        print(f"InvalidFleetSpec: {exc}", file=sys.stderr)
+        return 2
+    name = args.name or execution_name(spec["name"])
+    if args.local:
+        from eiplane.local.engine import EmbeddedAws
+
+        with EmbeddedAws() as aws:
+            return run_and_report(aws.client("stepfunctions"), aws.state_machine_arn(), spec, name, args.report)
+    session = boto3.session.Session(region_name=args.region)
+    sfn = session.client("stepfunctions", endpoint_url=args.endpoint_url)
+    arn = args.state_machine_arn or _find_state_machine(session, sfn, args)
+    return run_and_report(sfn, arn, spec, name, args.report)
+
+
+def _find_state_machine(session: boto3.session.Session, sfn: BaseClient, args: argparse.Namespace) -> str:
+    if args.endpoint_url:  # an `eiplane local up` server: no CloudFormation there
+        for page in sfn.get_paginator("list_state_machines").paginate():
+            for machine in page["stateMachines"]:
+                if machine["name"].endswith("ProvisionFleetStateMachine"):
+                    return str(machine["stateMachineArn"])
+        raise CommandError(f"no ProvisionFleet state machine at {args.endpoint_url}")
+    cloudformation = session.client("cloudformation")
+    try:
+        stacks = cloudformation.describe_stacks(StackName=args.stack_name)["Stacks"]
+    except cloudformation.exceptions.ClientError as exc:
+        raise CommandError(f"stack {args.stack_name}: {exc}; deploy with `sam deploy --guided` "
+                           "or pass --state-machine-arn") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    if "ProvisionFleetStateMachineArn" not in outputs:
+        raise CommandError(f"stack {args.stack_name} has no ProvisionFleetStateMachineArn output")
+    return outputs["ProvisionFleetStateMachineArn"]
+
+
+def local_up(args: argparse.Namespace) -> int:
+    from eiplane.local.engine import EmbeddedAws
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    aws = EmbeddedAws(server_port=args.port, region=args.region, echo_logs=args.echo_logs)
+    aws.start()
+    try:
+        state_machine = aws.state_machine_arn()
+        print(f"embedded AWS on {aws.endpoint_url} (region {aws.region}); Ctrl-C stops it")
+        for key, value in aws.stack.outputs.items():
+            print(f"  {key}: {value}")
+        print("try:\n  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws stepfunctions start-execution "
+              f"--endpoint-url {aws.endpoint_url} --region {aws.region} \\\n"
+              f"    --state-machine-arn {state_machine} --name try-1 "
+              "--input file://events/provision_fleet_gpu.json", flush=True)
+        if args.ready_file:
+            write_json(args.ready_file, {"endpoint_url": aws.endpoint_url, "region": aws.region,
+                                         "outputs": aws.stack.outputs})
+        stop.wait()
+    finally:
+        aws.stop()
+    return 0
+
+
+def local_invoke(args: argparse.Namespace) -> int:
+    from eiplane.local.engine import EmbeddedAws
+
+    event_file = Path(args.event)
+    if not event_file.is_file():
+        raise CommandError(f"{args.event}: no such event file")
+    try:
+        event = json.loads(event_file.read_text())
+    except ValueError as exc:
+        raise CommandError(f"{args.event} is not JSON: {exc}") from None
+    with EmbeddedAws(region=args.region) as aws:
+        functions = aws.stack.functions
+        logical = args.function if args.function in functions else _by_code_dir(aws, args.function)
+        response = aws.client("lambda").invoke(FunctionName=functions[logical], Payload=json.dumps(event),
+                                               LogType="Tail")
+        logs = base64.b64decode(response.get("LogResult", "")).decode()
+        if logs:
+            sys.stderr.write(logs)
+        payload = json.loads(response["Payload"].read() or b"null")
+    print(json.dumps(payload, indent=2))
+    return 1 if response.get("FunctionError") else 0
+
+
+def _by_code_dir(aws: Any, name: str) -> str:
+    """Accept the function folder name too (validate_fleet_spec), as in functions/."""
+    from eiplane.local.template import function_properties, load_template
+
+    template = load_template(aws.root / "template.yaml")
+    for logical in aws.stack.functions:
+        if Path(function_properties(template, logical)["CodeUri"]).name == name:
+            return str(logical)
+    known = ", ".join(sorted(aws.stack.functions))
+    raise CommandError(f"no function {name!r} in template.yaml; one of: {known}")
+
+
+def demo(args: argparse.Namespace) -> int:
+    from eiplane.cli.demo import run_demo
+
+    return run_demo(report_path=args.report)

@@ -1,0 +1,119 @@
+"""`eiplane demo` (`make demo`): the ProvisionFleet prerequisites stage for all three
+backends on the embedded AWS, run twice. The first run creates what is missing; the second
+must find everything and make no mutating AWS call: counted from the calls the handlers
+actually made, and cross-checked against the embedded AWS's inventory."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import moto
+from botocore.client import BaseClient
+
+from eiplane.cli.commands import execution_name, write_json
+from eiplane.cli.progress import follow, print_plan, print_report
+from eiplane.local.engine import EmbeddedAws, find_project_root
+
+FLEET_EVENTS = ("provision_fleet_eia.json", "provision_fleet_gpu.json", "provision_fleet_inferentia.json")
+
+
+def create_private_network(ec2: BaseClient) -> dict[str, Any]:
+    """A VPC as many teams have them: private subnets, no internet gateway, DNS hostnames off.
+    Fleets here need SSM and S3 endpoints, and the VPC's DNS hostnames turned on."""
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16", TagSpecifications=[
+        {"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": "demo-private"}]}])["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": False})
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=zone)["Subnet"]["SubnetId"]
+               for i, zone in enumerate(("us-east-1a", "us-east-1b"))]
+    return {"vpc_id": vpc, "subnet_ids": subnets}
+
+
+def inventory(aws: EmbeddedAws) -> dict[str, list[str]]:
+    """What eiplane-managed resources exist, read straight from the embedded AWS."""
+    ec2, iam = aws.client("ec2"), aws.client("iam")
+    managed = [{"Name": "tag:eiplane:managed-by", "Values": ["eiplane"]}]
+    return {
+        "security_groups": sorted(g["GroupId"] for g in ec2.describe_security_groups(Filters=managed)["SecurityGroups"]),
+        "vpc_endpoints": sorted(e["VpcEndpointId"] for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]),
+        "roles": sorted(r["RoleName"] for r in iam.list_roles(PathPrefix="/eiplane/")["Roles"]),
+        "instance_profiles": sorted(p["InstanceProfileName"]
+                                    for p in iam.list_instance_profiles(PathPrefix="/eiplane/")["InstanceProfiles"]),
+    }
+
+
+def run_demo(report_path: str | None = None) -> int:
+    root = find_project_root()
+    specs = [json.loads((root / "events" / name).read_text()) for name in FLEET_EVENTS]
+    with EmbeddedAws(root) as aws:
+        sfn = aws.client("stepfunctions")
+        machine = aws.state_machine_arn()
+        print(f"embedded AWS: moto {moto.__version__}, in-process; template.yaml deployed as stack "
+              f"{aws.stack.name} ({len(aws.stack.functions)} functions, state machine {machine.rsplit(':', 1)[-1]})")
+        private = create_private_network(aws.client("ec2"))
+        specs[2]["network"] = private  # inferentia fleet in the private VPC
+        print(f"private VPC for the inferentia fleet: {private['vpc_id']} {', '.join(private['subnet_ids'])}\n")
+
+        print("== plan only (dry_run): what the first run will do, before it does anything")
+        print(" ", end="")
+        plan = follow(sfn, sfn.start_execution(stateMachineArn=machine, name="demo-plan",
+                                               input=json.dumps({**specs[1], "dry_run": True}))["executionArn"],
+                      compact=True)
+        print_plan(plan.output)
+
+        passes: list[dict[str, Any]] = []
+        snapshots = []
+        for number, title in ((1, "first run: check, then create what is missing"),
+                              (2, "second run: the same specs again")):
+            print(f"\n== {title}")
+            snapshots.append(inventory(aws))
+            runs = []
+            for spec in specs:
+                name = execution_name(f"demo{number}-{spec['name']}")
+                print(f"\n{spec['name']} ({spec['backend']['type']}): execution {name}\n ", end="")
+                result = follow(sfn, sfn.start_execution(stateMachineArn=machine, name=name,
+                                                         input=json.dumps(spec))["executionArn"], compact=True)
+                if result.status == "SUCCEEDED":
+                    print_report(result.output)
+                runs.append({"execution_arn": result.arn, "status": result.status, "error": result.error,
+                             "message": result.error_message(), "states": result.states_entered(),
+                             "report": result.output})
+            passes.append({"pass": number, "fleets": runs})
+        snapshots.append(inventory(aws))
+
+    second = passes[1]["fleets"]
+    checks = {
+        "every_execution_succeeded": all(r["status"] == "SUCCEEDED" for p in passes for r in p["fleets"]),
+        "second_run_all_found": all(r["report"] and r["report"]["summary"]["created"] == 0
+                                    and r["report"]["summary"]["repaired"] == 0 for r in second),
+        "second_run_mutating_calls": sum(len(r["report"]["mutating_calls"]) for r in second if r["report"]),
+        "second_run_inventory_unchanged": snapshots[1] == snapshots[2],
+        "dry_run_changed_nothing": snapshots[0] == inventory_empty(),
+    }
+    ok = (checks["every_execution_succeeded"] and checks["second_run_all_found"]
+          and checks["second_run_mutating_calls"] == 0 and checks["second_run_inventory_unchanged"])
+    print("\n== result")
+    print(f"  first run : {sum(r['report']['summary']['created'] for r in passes[0]['fleets'] if r['report'])} created, "
+          f"{sum(len(r['report']['mutating_calls']) for r in passes[0]['fleets'] if r['report'])} mutating AWS calls")
+    print(f"  second run: {sum(r['report']['summary']['found'] for r in second if r['report'])} found, "
+          f"{checks['second_run_mutating_calls']} mutating AWS calls (counted from the calls each step made); "
+          f"inventory unchanged: {checks['second_run_inventory_unchanged']}")
+    print(f"  {'OK' if ok else 'NOT OK'}")
+    if report_path:
+        write_json(report_path, {
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "embedded_aws": {"moto": moto.__version__, "region": aws.region, "stack": aws.stack.outputs,
+                             "virtual_wait_seconds": aws.clock.seconds},
+            "plan": plan.output,
+            "passes": passes,
+            "inventory": snapshots[-1],
+            "checks": checks,
+            "ok": ok,
+        })
+        print(f"  report: {report_path}")
+    return 0 if ok else 1
+
+
+def inventory_empty() -> dict[str, list[str]]:
+    return {"security_groups": [], "vpc_endpoints": [], "roles": [], "instance_profiles": []}

@@ -1,0 +1,101 @@
+"""Follow a Step Functions execution as it runs, a line per state, and print its outcome.
+
+Works the same on real AWS and on the embedded AWS: it only reads DescribeExecution and
+GetExecutionHistory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from botocore.client import BaseClient
+
+from eiplane.executions import TERMINAL, ExecutionResult, wait_for_execution
+
+
+def _cause_message(cause: str | None) -> str:
+    if not cause:
+        return ""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause
+    return str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else cause
+
+
+def describe_event(event: dict[str, Any], entered: dict[str, float]) -> str | None:
+    """One line for the events a person follows; None for the rest."""
+    kind = event["type"]
+    stamp = event["timestamp"].timestamp() if hasattr(event["timestamp"], "timestamp") else 0.0
+    if kind.endswith("StateEntered"):
+        name = event["stateEnteredEventDetails"]["name"]
+        entered[name] = stamp
+        return f"  > {name}"
+    if kind.endswith("StateExited"):
+        name = event["stateExitedEventDetails"]["name"]
+        took = stamp - entered.get(name, stamp)
+        return f"  ok {name} ({took:.2f} s)"
+    if kind in ("LambdaFunctionFailed", "TaskFailed"):
+        details = event.get("lambdaFunctionFailedEventDetails") or event.get("taskFailedEventDetails") or {}
+        return f"    ! {details.get('error')}: {_cause_message(details.get('cause'))}"
+    if kind == "ExecutionFailed":
+        details = event.get("executionFailedEventDetails", {})
+        return f"  FAILED {details.get('error')}: {_cause_message(details.get('cause'))}"
+    if kind == "ExecutionSucceeded":
+        return "  SUCCEEDED"
+    return None
+
+
+def follow(sfn: BaseClient, execution_arn: str, out: TextIO = sys.stdout, timeout_s: float = 3600,
+           poll_s: float = 0.2, compact: bool = False) -> ExecutionResult:
+    """Print each new history event until the execution ends, then return its result.
+    Compact: one line, the states' names as they are entered, then the outcome."""
+    printed = 0
+    entered: dict[str, float] = {}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = sfn.describe_execution(executionArn=execution_arn)["status"]
+        events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+                  for e in page["events"]]
+        for event in events[printed:]:
+            line = describe_event(event, entered)
+            if line and compact:
+                if line.startswith("  > "):
+                    print(" " + line[4:], end="", file=out, flush=True)
+                elif not line.startswith("  ok "):
+                    print("\n  " + line.strip(), file=out, flush=True)
+            elif line:
+                print(line, file=out, flush=True)
+        printed = len(events)
+        if status in TERMINAL:
+            return wait_for_execution(sfn, execution_arn, timeout_s=1)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{execution_arn} is still {status}; follow it in the Step Functions console")
+        time.sleep(poll_s)
+
+
+def print_report(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    """The prerequisites report as a table."""
+    backend = report["backend"]
+    print(f"fleet {report['fleet']} ({backend['type']}: {', '.join(backend['instance_types'])}; "
+          f"{backend['accelerator']}) in {report['region']} {report['vpc_id']}", file=out)
+    for item in report["prerequisites"]:
+        billable = "  [bills hourly]" if item.get("billable") else ""
+        print(f"  {item['outcome']:<9} {item['kind']:<17} {item['name']:<58} {item['id']}{billable}", file=out)
+        for change in item.get("changes", []):
+            print(f"  {'':<9} {'':<17} - {change}", file=out)
+    summary = report["summary"]
+    print(f"  found {summary['found']}, created {summary['created']}, repaired {summary['repaired']}; "
+          f"mutating AWS calls: {len(report['mutating_calls'])}", file=out)
+
+
+def print_plan(plan: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    words = {"found": "in place", "created": "create", "repaired": "repair"}
+    print(f"plan (dry run): {plan['to_create']} to create, {plan['to_repair']} to repair", file=out)
+    for item in plan["results"]:
+        print(f"  {words[item['outcome']]:<9} {item['kind']:<17} {item['name']:<58} {item['id']}", file=out)
+        for change in item.get("changes", []):
+            print(f"  {'':<9} {'':<17} - {change}", file=out)
