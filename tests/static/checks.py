@@ -40,7 +40,7 @@ def require_tool(path: Path) -> Path:
 
 
 def run_tool(args: list[str | Path], timeout: int = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 (fixed argv, our own tools)
+    return subprocess.run(
         [str(a) for a in args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
         env=_tool_env(),
     )
@@ -54,8 +54,8 @@ def _tool_env() -> dict[str, str]:
 
 def iter_scopes(definition: dict[str, Any], where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     """The top-level machine and every nested one (Parallel branches, Map iterators/processors):
-    (a name for messages, the dict with StartAt and States)."""
-    yield where or "<top>", definition
+    (a prefix for messages, "" at the top level; the dict with StartAt and States)."""
+    yield where, definition
     for name, state in definition.get("States", {}).items():
         for i, branch in enumerate(state.get("Branches", []) or []):
             yield from iter_scopes(branch, f"{where}{name}.Branches[{i}]/")
@@ -92,7 +92,7 @@ def missing_targets(definition: dict[str, Any]) -> list[str]:
     for scope, machine in iter_scopes(definition):
         states = machine.get("States", {})
         if machine.get("StartAt") not in states:
-            problems.append(f"{scope}: StartAt {machine.get('StartAt')!r} is not a state")
+            problems.append(f"{scope or '<top>'}: StartAt {machine.get('StartAt')!r} is not a state")
         for name, state in states.items():
             for field, target in transitions(state):
                 if target not in states:
@@ -101,11 +101,11 @@ def missing_targets(definition: dict[str, Any]) -> list[str]:
 
 
 def unreachable_states(definition: dict[str, Any]) -> list[str]:
-    problems = []
+    problems: list[str] = []
     for scope, machine in iter_scopes(definition):
         states = machine.get("States", {})
         seen: set[str] = set()
-        todo = [machine.get("StartAt")]
+        todo = [str(machine.get("StartAt"))]
         while todo:
             name = todo.pop()
             if name in seen or name not in states:
@@ -289,11 +289,9 @@ def logic_lines(source: str) -> int:
     """Non-blank, non-comment lines, not counting the module docstring."""
     tree = ast.parse(source)
     skip: set[int] = set()
-    if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(getattr(tree.body[0], "value", None),
-                                                                        ast.Constant) \
-            and isinstance(tree.body[0].value.value, str):
-        doc = tree.body[0]
-        skip = set(range(doc.lineno, (doc.end_lineno or doc.lineno) + 1))
+    first = tree.body[0] if tree.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        skip = set(range(first.lineno, (first.end_lineno or first.lineno) + 1))
     return sum(1 for n, line in enumerate(source.splitlines(), start=1)
                if n not in skip and line.strip() and not line.strip().startswith("#"))
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
-
 from eiplane.errors import InvalidFleetSpec
 from eiplane.models.spec import (
     EiaBackend,
@@ -16,6 +15,7 @@ from eiplane.models.spec import (
     InferentiaBackend,
     parse_fleet_spec,
 )
+from pydantic import ValidationError
 
 MINIMAL: dict[str, Any] = {
     "name": "demo-fleet",
@@ -57,7 +57,7 @@ def only_problem(spec: Any) -> str:
         ("inferentia", InferentiaBackend, "inf2.xlarge", "/image_id"),
     ],
 )
-def test_minimal_spec_per_backend_gets_defaults(backend_type: str, model_class: type, instance_type: str,
+def test_minimal_spec_per_backend_gets_defaults(backend_type: str, model_class: type[Any], instance_type: str,
                                                 image_suffix: str) -> None:
     spec = parse_fleet_spec(backend(type=backend_type))
 
@@ -65,11 +65,11 @@ def test_minimal_spec_per_backend_gets_defaults(backend_type: str, model_class: 
     assert type(spec.backend) is model_class
     assert spec.backend.type == backend_type
     assert spec.backend.instance_type == instance_type
-    assert spec.backend.fallback_instance_types == []
+    assert spec.backend.fallback_instance_types == ()
     assert spec.backend.instance_types == [instance_type]
     assert spec.backend.image_parameter is None
     assert spec.backend.resolved_image_parameter.endswith(image_suffix)
-    assert spec.network.vpc_id is None and spec.network.subnet_ids == []
+    assert spec.network.vpc_id is None and spec.network.subnet_ids == ()
     assert (spec.capacity.min, spec.capacity.desired, spec.capacity.max) == (1, 1, 1)
     assert spec.tags == {}
     assert spec.dry_run is False
@@ -97,8 +97,13 @@ def test_full_valid_spec_round_trips() -> None:
     )
     spec = parse_fleet_spec(full)
     assert spec.backend.instance_types == ["inf2.8xlarge", "inf2.xlarge"]
+    assert spec.backend.fallback_instance_types == ("inf2.xlarge",)
+    assert spec.network.subnet_ids == ("subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbb")
     assert spec.backend.resolved_image_parameter == "/my/ami"
-    assert spec.model_dump(exclude_none=True) == full
+    # The parsed spec holds tuples; its JSON form holds lists again, exactly as given.
+    assert spec.model_dump(mode="json", exclude_none=True) == full
+    assert json.loads(spec.model_dump_json(exclude_none=True)) == full
+    assert parse_fleet_spec(spec.model_dump(mode="json")) == spec
 
 
 # --- every problem at once -------------------------------------------------------------------
@@ -116,7 +121,7 @@ def test_several_problems_reported_together() -> None:
 
     assert len(found) == 4, found
     assert found[0].startswith("name: String should match pattern")
-    assert found[1] == "backend.gpu: 'm5.large' is not a gpu instance type; use g4dn, g5, g6 or g6e"
+    assert found[1] == "backend.gpu.instance_type: 'm5.large' is not a gpu instance type; use g4dn, g5, g6 or g6e"
     assert found[2] == "capacity: must satisfy min <= desired <= max (got min=3, desired=1, max=5)"
     assert found[3] == "surprise: Extra inputs are not permitted"
     message = str(caught.value)
@@ -137,13 +142,12 @@ def test_missing_required_fields_are_all_named() -> None:
     assert all(p.endswith("Field required") for p in found)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: _BackendBase._types_belong_to_backend (models/spec.py) stops at the first bad instance type, so a bad "
-    "fallback type is not reported alongside a bad instance_type (parse_fleet_spec promises every problem)"))
 def test_every_bad_instance_type_is_reported() -> None:
     found = problems(backend(type="gpu", instance_type="m5.large", fallback_instance_types=["p4d.24xlarge"]))
-    assert any("'m5.large'" in p for p in found)
-    assert any("'p4d.24xlarge'" in p for p in found)
+    assert found == [
+        "backend.gpu.instance_type: 'm5.large' is not a gpu instance type; use g4dn, g5, g6 or g6e",
+        "backend.gpu.fallback_instance_types: 'p4d.24xlarge' is not a gpu instance type; use g4dn, g5, g6 or g6e",
+    ]
 
 
 # --- input that is not an object -------------------------------------------------------------
@@ -190,7 +194,7 @@ def test_eia_accepts_m5_and_c5_hosts(instance_type: str) -> None:
 @pytest.mark.parametrize("instance_type", ["g5.xlarge", "inf2.xlarge", "t3.large"])
 def test_eia_rejects_non_host_families(instance_type: str) -> None:
     assert only_problem(backend(type="eia", instance_type=instance_type)) == (
-        f"backend.eia: '{instance_type}' is not an Elastic Inference host; use m5 or c5")
+        f"backend.eia.instance_type: '{instance_type}' is not an Elastic Inference host (m5 / c5); use m5 or c5")
 
 
 @pytest.mark.parametrize("instance_type", [
@@ -204,7 +208,7 @@ def test_gpu_accepts_g_families(instance_type: str) -> None:
 @pytest.mark.parametrize("instance_type", ["inf2.xlarge", "p4d.24xlarge", "m5.large", "p5.48xlarge", "g4ad.xlarge"])
 def test_gpu_rejects_other_families(instance_type: str) -> None:
     assert only_problem(backend(type="gpu", instance_type=instance_type)) == (
-        f"backend.gpu: '{instance_type}' is not a gpu instance type; use g4dn, g5, g6 or g6e")
+        f"backend.gpu.instance_type: '{instance_type}' is not a gpu instance type; use g4dn, g5, g6 or g6e")
 
 
 @pytest.mark.parametrize(("instance_type", "family", "sizes"), [
@@ -215,7 +219,7 @@ def test_gpu_rejects_other_families(instance_type: str) -> None:
 ])
 def test_gpu_wrong_size_lists_sizes(instance_type: str, family: str, sizes: str) -> None:
     assert only_problem(backend(type="gpu", instance_type=instance_type)) == (
-        f"backend.gpu: '{instance_type}' is not a size of {family}; use one of {sizes}")
+        f"backend.gpu.instance_type: '{instance_type}' is not a size of {family}; use one of {sizes}")
 
 
 @pytest.mark.parametrize("instance_type", ["inf2.xlarge", "inf2.8xlarge", "inf2.24xlarge", "inf2.48xlarge"])
@@ -227,14 +231,14 @@ def test_inferentia_accepts_inf2_sizes(instance_type: str) -> None:
 @pytest.mark.parametrize("instance_type", ["inf2.2xlarge", "inf2.4xlarge", "inf2.large", "inf2"])
 def test_inferentia_wrong_size_names_valid_sizes(instance_type: str) -> None:
     assert only_problem(backend(type="inferentia", instance_type=instance_type)) == (
-        f"backend.inferentia: '{instance_type}' is not a size of inf2; "
+        f"backend.inferentia.instance_type: '{instance_type}' is not a size of inf2; "
         "use one of inf2.xlarge, inf2.8xlarge, inf2.24xlarge, inf2.48xlarge")
 
 
 @pytest.mark.parametrize("instance_type", ["inf1.xlarge", "trn1.2xlarge", "g5.xlarge", "INF2.XLARGE"])
 def test_inferentia_rejects_other_families(instance_type: str) -> None:
     assert only_problem(backend(type="inferentia", instance_type=instance_type)) == (
-        f"backend.inferentia: '{instance_type}' is not a inferentia instance type; use inf2")
+        f"backend.inferentia.instance_type: '{instance_type}' is not an inferentia instance type; use inf2")
 
 
 # --- fallback instance types -----------------------------------------------------------------
@@ -246,26 +250,49 @@ def test_fallbacks_follow_the_instance_type() -> None:
 
 
 @pytest.mark.parametrize(("backend_type", "fallback", "expected"), [
-    ("gpu", "inf2.xlarge", "backend.gpu: 'inf2.xlarge' is not a gpu instance type; use g4dn, g5, g6 or g6e"),
-    ("inferentia", "inf2.2xlarge", "backend.inferentia: 'inf2.2xlarge' is not a size of inf2; "
-                                   "use one of inf2.xlarge, inf2.8xlarge, inf2.24xlarge, inf2.48xlarge"),
-    ("eia", "g5.xlarge", "backend.eia: 'g5.xlarge' is not an Elastic Inference host; use m5 or c5"),
+    ("gpu", "inf2.xlarge", "backend.gpu.fallback_instance_types: 'inf2.xlarge' is not a gpu instance type; "
+                           "use g4dn, g5, g6 or g6e"),
+    ("inferentia", "inf2.2xlarge", "backend.inferentia.fallback_instance_types: 'inf2.2xlarge' is not a size of "
+                                   "inf2; use one of inf2.xlarge, inf2.8xlarge, inf2.24xlarge, inf2.48xlarge"),
+    ("eia", "g5.xlarge", "backend.eia.fallback_instance_types: 'g5.xlarge' is not an Elastic Inference host "
+                         "(m5 / c5); use m5 or c5"),
 ])
 def test_fallbacks_validated_like_the_instance_type(backend_type: str, fallback: str, expected: str) -> None:
     assert only_problem(backend(type=backend_type, fallback_instance_types=[fallback])) == expected
 
 
-@pytest.mark.parametrize("fallbacks", [["g5.xlarge"], ["g5.2xlarge", "g5.2xlarge"], ["g6.xlarge", "g5.xlarge"]])
+def test_every_bad_fallback_is_reported_in_one_problem() -> None:
+    fallbacks = ["p4d.24xlarge", "g5.metal", "g6.xlarge", "g6.xlarge"]
+    assert only_problem(backend(type="gpu", fallback_instance_types=fallbacks)) == (
+        "backend.gpu.fallback_instance_types: "
+        "'p4d.24xlarge' is not a gpu instance type; use g4dn, g5, g6 or g6e; "
+        "'g5.metal' is not a size of g5; use one of g5.xlarge, g5.2xlarge, g5.4xlarge, g5.8xlarge, g5.12xlarge, "
+        "g5.16xlarge, g5.24xlarge, g5.48xlarge; "
+        "repeats an instance type")
+
+
+@pytest.mark.parametrize("fallbacks", [["g5.2xlarge", "g5.2xlarge"], ["g6.xlarge", "g5.2xlarge", "g6.xlarge"]])
 def test_fallbacks_must_not_repeat(fallbacks: list[str]) -> None:
     assert only_problem(backend(type="gpu", instance_type="g5.xlarge", fallback_instance_types=fallbacks)) == (
-        "backend.gpu: fallback_instance_types repeats an instance type")
+        "backend.gpu.fallback_instance_types: repeats an instance type")
+
+
+@pytest.mark.parametrize("fallbacks", [["g5.xlarge"], ["g6.xlarge", "g5.xlarge"]])
+def test_fallbacks_must_not_repeat_the_instance_type(fallbacks: list[str]) -> None:
+    assert only_problem(backend(type="gpu", instance_type="g5.xlarge", fallback_instance_types=fallbacks)) == (
+        "backend.gpu: fallback_instance_types repeats instance_type g5.xlarge")
+
+
+def test_fallback_repeating_the_default_instance_type() -> None:
+    assert only_problem(backend(type="inferentia", fallback_instance_types=["inf2.xlarge"])) == (
+        "backend.inferentia: fallback_instance_types repeats instance_type inf2.xlarge")
 
 
 def test_at_most_five_fallbacks() -> None:
     five = ["g5.2xlarge", "g5.4xlarge", "g5.8xlarge", "g5.12xlarge", "g5.16xlarge"]
     assert parse_fleet_spec(backend(type="gpu", fallback_instance_types=five)).backend.instance_types[1:] == five
-    problem = only_problem(backend(type="gpu", fallback_instance_types=[*five, "g5.24xlarge"]))
-    assert problem.startswith("backend.gpu.fallback_instance_types: List should have at most 5 items")
+    assert only_problem(backend(type="gpu", fallback_instance_types=[*five, "g5.24xlarge"])) == (
+        "backend.gpu.fallback_instance_types: Tuple should have at most 5 items after validation, not 6")
 
 
 # --- network ---------------------------------------------------------------------------------
@@ -273,7 +300,7 @@ def test_at_most_five_fallbacks() -> None:
 def test_subnets_without_vpc_are_valid() -> None:
     spec = parse_fleet_spec(raw(network={"subnet_ids": ["subnet-12345678"]}))
     assert spec.network.vpc_id is None
-    assert spec.network.subnet_ids == ["subnet-12345678"]
+    assert spec.network.subnet_ids == ("subnet-12345678",)
 
 
 def test_vpc_without_subnets_rejected() -> None:
@@ -301,9 +328,9 @@ def test_malformed_subnet_id_names_its_position(subnet_id: str) -> None:
 
 def test_at_most_sixteen_subnets() -> None:
     subnets = [f"subnet-{i:08x}" for i in range(17)]
-    assert only_problem(raw(network={"subnet_ids": subnets})).startswith(
-        "network.subnet_ids: List should have at most 16 items")
-    assert parse_fleet_spec(raw(network={"subnet_ids": subnets[:16]})).network.subnet_ids == subnets[:16]
+    assert only_problem(raw(network={"subnet_ids": subnets})) == (
+        "network.subnet_ids: Tuple should have at most 16 items after validation, not 17")
+    assert parse_fleet_spec(raw(network={"subnet_ids": subnets[:16]})).network.subnet_ids == tuple(subnets[:16])
 
 
 # --- capacity --------------------------------------------------------------------------------
@@ -438,6 +465,34 @@ def test_spec_is_frozen_at_every_level() -> None:
         with pytest.raises(ValidationError, match="frozen"):
             setattr(target, field, value)
     assert spec.name == "demo-fleet" and spec.backend.instance_type == "g5.xlarge"
+
+
+def test_spec_sequences_are_tuples_not_the_callers_lists() -> None:
+    subnets = ["subnet-12345678"]
+    fallbacks = ["g5.2xlarge"]
+    spec = parse_fleet_spec(raw(network={"subnet_ids": subnets},
+                                backend={"type": "gpu", "fallback_instance_types": fallbacks}))
+    assert spec.network.subnet_ids == ("subnet-12345678",)
+    assert spec.backend.fallback_instance_types == ("g5.2xlarge",)
+    subnets.append("subnet-87654321")
+    fallbacks.append("g5.4xlarge")
+    assert spec.network.subnet_ids == ("subnet-12345678",)
+    assert spec.backend.instance_types == ["g5.xlarge", "g5.2xlarge"]
+
+
+@pytest.mark.parametrize(("model_class", "fields", "location", "message"), [
+    (GpuBackend, {"instance_type": "m5.large"}, ("instance_type",),
+     "Value error, 'm5.large' is not a gpu instance type; use g4dn, g5, g6 or g6e"),
+    (EiaBackend, {"fallback_instance_types": ["g5.xlarge"]}, ("fallback_instance_types",),
+     "Value error, 'g5.xlarge' is not an Elastic Inference host (m5 / c5); use m5 or c5"),
+    (InferentiaBackend, {"fallback_instance_types": ["inf2.xlarge"]}, (),
+     "Value error, fallback_instance_types repeats instance_type inf2.xlarge"),
+])
+def test_backend_models_locate_instance_type_problems(model_class: type[Any], fields: dict[str, Any],
+                                                      location: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        model_class(type=model_class.BACKEND, **fields)
+    assert [(e["loc"], e["msg"]) for e in caught.value.errors()] == [(location, message)]
 
 
 def test_validation_returns_new_object_not_the_input() -> None:

@@ -97,7 +97,8 @@ def check_instance_type(instance_type: str, backend: BackendType) -> str:
             f"'{instance_type}' is not a size of {family}; use one of "
             + ", ".join(f"{family}.{s}" for s in known[family].sizes)
         )
-    role = "an Elastic Inference host" if backend == "eia" else f"a {backend} instance type"
+    role = {"eia": "an Elastic Inference host (m5 / c5)", "gpu": "a gpu instance type",
+            "inferentia": "an inferentia instance type"}[backend]
     raise ValueError(f"'{instance_type}' is not {role}; use {family_names(backend)}")
 
 

@@ -105,8 +105,7 @@ class EmbeddedAws:
             stdout = self._exit.enter_context(routed_stdout())
             self.runtime = LocalLambdaRuntime(stdout, echo_logs=self._echo_logs)
             self._exit.enter_context(moto_gaps.patched(self.runtime, self.clock))
-            config = {"stepfunctions": {"execute_state_machine": True},
-                      "iam": {"load_aws_managed_policies": True}}
+            config = {"stepfunctions": {"execute_state_machine": True}}
             if self.server_port is None:
                 self._exit.enter_context(mock_aws(config=config))  # type: ignore[arg-type]
             else:

@@ -84,10 +84,12 @@ class References:
     def _sub(self, template: str, variables: dict[str, Any]) -> str:
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
+            if name.startswith("!"):  # ${!Literal} is CloudFormation's escape for a literal ${Literal}
+                return "${" + name[1:] + "}"
             if name in variables:
                 return str(variables[name])
             return self._attribute(name) if "." in name and not name.startswith("AWS::") else self._ref(name)
-        return re.sub(r"\$\{([^}!]+)\}", replace, template)
+        return re.sub(r"\$\{([^}]+)\}", replace, template)
 
 
 def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -95,20 +97,21 @@ def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str,
 
 
 def function_properties(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
-    """A function's properties with SAM Globals merged in (maps merge, lists and scalars replace)."""
-    merged = dict(template.get("Globals", {}).get("Function", {}))
-    for key, value in template["Resources"][logical_id].get("Properties", {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    """A function's properties with SAM Globals merged in, as SAM merges them: maps merge,
+    lists are added to (Globals first), scalars are replaced."""
+    return _merge(dict(template.get("Globals", {}).get("Function", {})),
+                  template["Resources"][logical_id].get("Properties", {}))
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        elif isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = [*out[key], *value]
+        else:
+            out[key] = value
     return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -22,9 +22,11 @@ class _Strict(BaseModel):
 
 
 class _BackendBase(_Strict):
+    BACKEND: ClassVar[backends.BackendType]
+
     instance_type: str
     # Tried in order when the preferred type has no capacity (see the launch stage).
-    fallback_instance_types: list[str] = Field(default_factory=list, max_length=5)
+    fallback_instance_types: tuple[str, ...] = Field(default=(), max_length=5)
     image_parameter: str | None = Field(
         default=None, description="SSM parameter holding the AMI id; the backend's default if unset"
     )
@@ -35,32 +37,52 @@ class _BackendBase(_Strict):
 
     @property
     def resolved_image_parameter(self) -> str:
-        return self.image_parameter or backends.DEFAULT_IMAGE_PARAMETERS[self.type]  # type: ignore[attr-defined]
+        return self.image_parameter or backends.DEFAULT_IMAGE_PARAMETERS[self.BACKEND]
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type_of_backend(cls, value: str) -> str:
+        return backends.check_instance_type(value, cls.BACKEND)
+
+    @field_validator("fallback_instance_types")
+    @classmethod
+    def _fallbacks_of_backend(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        problems = []
+        for value in values:
+            try:
+                backends.check_instance_type(value, cls.BACKEND)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if len(set(values)) != len(values):
+            problems.append("repeats an instance type")
+        if problems:
+            raise ValueError("; ".join(dict.fromkeys(problems)))  # each problem once
+        return values
 
     @model_validator(mode="after")
-    def _types_belong_to_backend(self) -> _BackendBase:
-        backend = self.type  # type: ignore[attr-defined]
-        for instance_type in self.instance_types:
-            backends.check_instance_type(instance_type, backend)
-        if len(set(self.instance_types)) != len(self.instance_types):
-            raise ValueError("fallback_instance_types repeats an instance type")
+    def _fallbacks_differ_from_preferred(self) -> _BackendBase:
+        if self.instance_type in self.fallback_instance_types:
+            raise ValueError(f"fallback_instance_types repeats instance_type {self.instance_type}")
         return self
 
 
 class EiaBackend(_BackendBase):
     """Legacy Amazon Elastic Inference: an accelerator attached to an m5 / c5 CPU host."""
 
+    BACKEND: ClassVar[backends.BackendType] = "eia"
     type: Literal["eia"]
     instance_type: str = "m5.large"
     accelerator: Literal["eia2.medium", "eia2.large", "eia2.xlarge"] = "eia2.medium"
 
 
 class GpuBackend(_BackendBase):
+    BACKEND: ClassVar[backends.BackendType] = "gpu"
     type: Literal["gpu"]
     instance_type: str = "g5.xlarge"
 
 
 class InferentiaBackend(_BackendBase):
+    BACKEND: ClassVar[backends.BackendType] = "inferentia"
     type: Literal["inferentia"]
     instance_type: str = "inf2.xlarge"
 
@@ -73,8 +95,8 @@ class NetworkSpec(_Strict):
     default subnets. Subnets alone: their VPC. A VPC needs its subnets named."""
 
     vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
-    subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
-        default_factory=list, max_length=16
+    subnet_ids: tuple[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = Field(
+        default=(), max_length=16
     )
 
     @model_validator(mode="after")

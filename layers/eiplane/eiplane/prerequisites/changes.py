@@ -45,5 +45,5 @@ class Reconciler:
             changes=list(changes.descriptions), billable=billable,
         )
         self.results.append(result)
-        verb = "" if self.apply else "planned: "
-        logger.info(f"{verb}{kind} {name} {outcome}", extra={"prerequisite": result.model_dump()})
+        message = f"{kind} {name} {outcome}" if self.apply else f"plan: {kind} {name} would be {outcome}"
+        logger.info(message, extra={"prerequisite": result.model_dump()})

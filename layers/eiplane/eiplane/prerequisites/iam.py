@@ -26,10 +26,10 @@ TRUST_POLICY = {
 
 
 def partition_of(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
+    for prefix, partition in (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"),
+                              ("us-iso-", "aws-iso")):
+        if region.startswith(prefix):
+            return partition
     return "aws"
 
 

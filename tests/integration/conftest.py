@@ -1,0 +1,115 @@
+"""Integration fixtures: a fresh embedded AWS per test (template.yaml deployed on moto, the
+real ASL, the real handlers), and fault injection for what moto cannot produce."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from eiplane.aws import client
+from eiplane.executions import ExecutionResult
+from eiplane.local.engine import EmbeddedAws
+from tests.conftest import load_event
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws() -> Iterator[EmbeddedAws]:
+    with EmbeddedAws(region=REGION) as engine:
+        yield engine
+
+
+class Faults:
+    """Errors and responses moto cannot produce, injected into the clients the handlers use
+    (eiplane.aws.client caches one per service and region, so a hook here reaches them).
+
+    A `before-call` hook that returns a response short-circuits the call, as AWS would
+    answer it; botocore then raises the ClientError the handler sees."""
+
+    def __init__(self) -> None:
+        self.triggered: dict[str, int] = {}
+
+    def fail(self, service: str, operation: str, code: str, times: int | None = 1, message: str = "injected",
+             status: int = 400, when: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        key = f"{service}:{operation}:{code}"
+        self.triggered[key] = 0
+
+        def answer(params: dict[str, Any], **_: Any) -> Any:
+            if when is not None and not when(params):
+                return None
+            if times is not None and self.triggered[key] >= times:
+                return None
+            self.triggered[key] += 1
+            response = AWSResponse(url="https://injected", status_code=status, headers={}, raw=None)
+            return response, {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {}}
+
+        client(service, REGION).meta.events.register(f"before-call.{_event_service(service)}.{operation}", answer)
+
+    def rewrite(self, service: str, operation: str, change: Callable[[dict[str, Any]], None],
+                times: int | None = None) -> None:
+        """Change a real response in place (e.g. an endpoint still 'pending')."""
+        key = f"{service}:{operation}:rewrite"
+        self.triggered[key] = 0
+
+        def after(parsed: dict[str, Any], **_: Any) -> None:
+            if times is not None and self.triggered[key] >= times:
+                return
+            self.triggered[key] += 1
+            change(parsed)
+
+        client(service, REGION).meta.events.register(f"after-call.{_event_service(service)}.{operation}", after)
+
+
+def _event_service(service: str) -> str:
+    return {"stepfunctions": "sfn"}.get(service, service)
+
+
+@pytest.fixture
+def faults(aws: EmbeddedAws) -> Faults:
+    return Faults()
+
+
+def spec_for(backend: str, **overrides: Any) -> dict[str, Any]:
+    spec = load_event(f"provision_fleet_{backend}.json")
+    spec.update(overrides)
+    return spec
+
+
+def outcomes(result: ExecutionResult) -> dict[tuple[str, str], str]:
+    return {(p["kind"], p["name"]): p["outcome"] for p in result.output["prerequisites"]}
+
+
+def failed_lambda_errors(result: ExecutionResult) -> list[str]:
+    return [e["lambdaFunctionFailedEventDetails"]["error"] for e in result.events
+            if e["type"] == "LambdaFunctionFailed"]
+
+
+def managed_inventory(aws: EmbeddedAws) -> dict[str, list[str]]:
+    """Everything eiplane could have created, read from the embedded AWS directly."""
+    ec2, iam, dynamodb = aws.client("ec2"), aws.client("iam"), aws.client("dynamodb")
+    groups = [g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"]
+    return {
+        "security_groups": sorted(g["GroupId"] for g in groups),
+        "vpc_endpoints": sorted(e["VpcEndpointId"] for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]),
+        "roles": sorted(r["RoleName"] for r in iam.list_roles(PathPrefix="/eiplane/")["Roles"]),
+        "instance_profiles": sorted(p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]),
+        "state_items": sorted(json.dumps(i, sort_keys=True) for i in dynamodb.scan(
+            TableName=aws.stack.outputs["FleetStateTableName"])["Items"]),
+    }
+
+
+EMPTY_INVENTORY = {"security_groups": [], "vpc_endpoints": [], "roles": [], "instance_profiles": [], "state_items": []}
+
+
+def private_vpc(aws: EmbeddedAws, dns_hostnames: bool = False) -> dict[str, Any]:
+    ec2 = aws.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": dns_hostnames})
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.77.{i}.0/24", AvailabilityZone=zone)["Subnet"]["SubnetId"]
+               for i, zone in enumerate(("us-east-1a", "us-east-1b"))]
+    return {"vpc_id": vpc, "subnet_ids": subnets}

@@ -1,0 +1,200 @@
+"""Partial states are repaired, never duplicated or crashed on: each case sets the embedded
+AWS up the way an interrupted run, a hand edit or the original setup script leaves it."""
+
+from __future__ import annotations
+
+import json
+
+from eiplane.local.engine import EmbeddedAws
+from tests.integration.conftest import managed_inventory, outcomes, spec_for
+
+ROLE = "eiplane-demo-gpu-instance"
+EIA_ROLE = "eiplane-demo-eia-instance"
+
+
+def _result_for(result, kind: str, name: str) -> dict:  # type: ignore[no-untyped-def]
+    (item,) = [p for p in result.output["prerequisites"] if p["kind"] == kind and p["name"] == name]
+    return item
+
+
+def test_role_without_its_policy_gets_the_policy_back(aws: EmbeddedAws) -> None:
+    assert aws.run(spec_for("gpu"), name="gpu-1").status == "SUCCEEDED"
+    iam = aws.client("iam")
+    iam.delete_role_policy(RoleName=ROLE, PolicyName="eiplane-instance-access")
+    iam.detach_role_policy(RoleName=ROLE, PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+
+    result = aws.run(spec_for("gpu"), name="gpu-2")
+
+    role = _result_for(result, "iam_role", ROLE)
+    assert role["outcome"] == "repaired"
+    assert role["changes"] == ["put inline policy eiplane-instance-access", "attach AmazonSSMManagedInstanceCore"]
+    assert iam.list_role_policies(RoleName=ROLE)["PolicyNames"] == ["eiplane-instance-access"]
+    assert [p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"]] == [
+        "AmazonSSMManagedInstanceCore"]
+    assert result.output["mutating_calls"] == ["iam:PutRolePolicy", "iam:AttachRolePolicy"]
+
+
+def test_broader_policies_on_the_role_are_removed(aws: EmbeddedAws) -> None:
+    assert aws.run(spec_for("gpu"), name="gpu-1").status == "SUCCEEDED"
+    iam = aws.client("iam")
+    # What the seed's policy allowed, and a hand-attached admin policy.
+    iam.put_role_policy(RoleName=ROLE, PolicyName="Amazon-Elastic-Inference-Connect-Policy", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+            "elastic-inference:Connect", "iam:List*", "iam:Get*", "ec2:Describe*", "ec2:Get*"]}]}))
+    iam.attach_role_policy(RoleName=ROLE, PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    iam.put_role_policy(RoleName=ROLE, PolicyName="eiplane-instance-access",
+                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+
+    result = aws.run(spec_for("gpu"), name="gpu-2")
+
+    assert _result_for(result, "iam_role", ROLE)["changes"] == [
+        "rewrite inline policy eiplane-instance-access",
+        "delete inline policy Amazon-Elastic-Inference-Connect-Policy (broader than the fleet needs)",
+        "detach arn:aws:iam::aws:policy/AdministratorAccess (broader than the fleet needs)",
+    ]
+    assert iam.list_role_policies(RoleName=ROLE)["PolicyNames"] == ["eiplane-instance-access"]
+    document = iam.get_role_policy(RoleName=ROLE, PolicyName="eiplane-instance-access")["PolicyDocument"]
+    assert "s3:*" not in json.dumps(document)
+
+
+def test_trust_policy_widened_by_hand_is_reset(aws: EmbeddedAws) -> None:
+    assert aws.run(spec_for("gpu"), name="gpu-1").status == "SUCCEEDED"
+    iam = aws.client("iam")
+    iam.update_assume_role_policy(RoleName=ROLE, PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}))
+
+    result = aws.run(spec_for("gpu"), name="gpu-2")
+
+    assert _result_for(result, "iam_role", ROLE)["changes"] == ["reset trust policy to ec2.amazonaws.com only"]
+    principal = iam.get_role(RoleName=ROLE)["Role"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+    assert principal == {"Service": "ec2.amazonaws.com"}
+
+
+def test_leftover_instance_profile_without_role_is_reused(aws: EmbeddedAws) -> None:
+    # An earlier run stopped between CreateInstanceProfile and AddRoleToInstanceProfile,
+    # and the role itself is gone.
+    aws.client("iam").create_instance_profile(InstanceProfileName=ROLE, Path="/eiplane/")
+
+    result = aws.run(spec_for("gpu"), name="gpu-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    profile = _result_for(result, "instance_profile", ROLE)
+    assert profile["outcome"] == "repaired"
+    assert profile["changes"] == ["tag cost-center, eiplane:component, eiplane:fleet, eiplane:managed-by, team",
+                                  f"add role {ROLE}"]
+    roles = aws.client("iam").get_instance_profile(InstanceProfileName=ROLE)["InstanceProfile"]["Roles"]
+    assert [r["RoleName"] for r in roles] == [ROLE]
+    assert _result_for(result, "iam_role", ROLE)["outcome"] == "created"
+
+
+def test_profile_holding_another_role_gets_the_fleet_role(aws: EmbeddedAws) -> None:
+    iam = aws.client("iam")
+    iam.create_role(RoleName="someone-elses-role", AssumeRolePolicyDocument="{}")
+    iam.create_instance_profile(InstanceProfileName=ROLE, Path="/eiplane/")
+    iam.add_role_to_instance_profile(InstanceProfileName=ROLE, RoleName="someone-elses-role")
+
+    result = aws.run(spec_for("gpu"), name="gpu-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    assert "remove role someone-elses-role" in _result_for(result, "instance_profile", ROLE)["changes"]
+    roles = iam.get_instance_profile(InstanceProfileName=ROLE)["InstanceProfile"]["Roles"]
+    assert [r["RoleName"] for r in roles] == [ROLE]
+
+
+def test_leftover_untagged_group_is_found_by_name_and_locked_down(aws: EmbeddedAws) -> None:
+    ec2 = aws.client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    group = ec2.create_security_group(GroupName="eiplane-demo-gpu-instances", Description="leftover", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+
+    result = aws.run(spec_for("gpu"), name="gpu-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    item = _result_for(result, "security_group", "eiplane-demo-gpu-instances")
+    assert (item["outcome"], item["id"]) == ("repaired", group)
+    assert "revoke ingress TCP 22 from 0.0.0.0/0, TCP 443 from ::/0" in item["changes"]
+    after = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]
+    assert after["IpPermissions"] == []
+    assert {t["Key"] for t in after["Tags"]} >= {"eiplane:managed-by", "eiplane:fleet", "eiplane:component"}
+    assert len(managed_inventory(aws)["security_groups"]) == 1
+
+
+def test_world_open_rule_added_to_the_endpoint_group_is_revoked(aws: EmbeddedAws) -> None:
+    first = aws.run(spec_for("eia"), name="eia-1")
+    endpoint_group = _result_for(first, "security_group", "eiplane-vpc-endpoints")["id"]
+    ec2 = aws.client("ec2")
+    ec2.authorize_security_group_ingress(GroupId=endpoint_group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+
+    result = aws.run(spec_for("eia"), name="eia-2")
+
+    assert _result_for(result, "security_group", "eiplane-vpc-endpoints")["changes"] == [
+        "revoke ingress TCP 443 from 0.0.0.0/0"]
+    rules = ec2.describe_security_groups(GroupIds=[endpoint_group])["SecurityGroups"][0]["IpPermissions"]
+    assert all(p["IpRanges"] == [] and p.get("Ipv6Ranges", []) == [] for p in rules)
+
+
+def test_endpoint_missing_subnet_group_and_private_dns_is_repaired_not_duplicated(aws: EmbeddedAws) -> None:
+    # As the seed left it: one subnet, the default group, no private DNS, no tags.
+    ec2 = aws.client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnet = ec2.describe_subnets(Filters=[{"Name": "availability-zone", "Values": ["us-east-1a"]},
+                                           {"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
+    existing = ec2.create_vpc_endpoint(VpcEndpointType="Interface", VpcId=vpc, SubnetIds=[subnet],
+                                       ServiceName="com.amazonaws.us-east-1.elastic-inference.runtime",
+                                       PrivateDnsEnabled=False)["VpcEndpoint"]["VpcEndpointId"]
+
+    result = aws.run(spec_for("eia"), name="eia-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    item = _result_for(result, "vpc_endpoint", "com.amazonaws.us-east-1.elastic-inference.runtime (interface)")
+    assert (item["outcome"], item["id"]) == ("repaired", existing)
+    (change,) = item["changes"]
+    assert change.startswith("add subnets ") and "add security group sg-" in change and "turn on private DNS" in change
+    (endpoint,) = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    assert endpoint["PrivateDnsEnabled"] is True
+    assert len(endpoint["SubnetIds"]) == 6
+    endpoint_group = _result_for(result, "security_group", "eiplane-vpc-endpoints")["id"]
+    assert endpoint_group in {g["GroupId"] for g in endpoint["Groups"]}
+    assert outcomes(aws.run(spec_for("eia"), name="eia-2"))[
+        ("vpc_endpoint", "com.amazonaws.us-east-1.elastic-inference.runtime (interface)")] == "found"
+
+
+def test_s3_gateway_endpoint_missing_a_route_table_gets_it(aws: EmbeddedAws) -> None:
+    from tests.integration.conftest import private_vpc
+
+    network = private_vpc(aws, dns_hostnames=True)
+    ec2 = aws.client("ec2")
+    # The second subnet gets a route table of its own, which the existing S3 endpoint lacks.
+    table = ec2.create_route_table(VpcId=network["vpc_id"])["RouteTable"]["RouteTableId"]
+    ec2.associate_route_table(RouteTableId=table, SubnetId=network["subnet_ids"][1])
+    main = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [network["vpc_id"]]},
+                                              {"Name": "association.main", "Values": ["true"]}])["RouteTables"][0]
+    s3 = ec2.create_vpc_endpoint(VpcEndpointType="Gateway", VpcId=network["vpc_id"],
+                                 ServiceName="com.amazonaws.us-east-1.s3",
+                                 RouteTableIds=[main["RouteTableId"]])["VpcEndpoint"]["VpcEndpointId"]
+
+    result = aws.run(spec_for("inferentia", network=network), name="inf2-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    item = _result_for(result, "vpc_endpoint", "com.amazonaws.us-east-1.s3 (gateway)")
+    assert (item["outcome"], item["id"], item["changes"]) == ("repaired", s3, [f"add route tables {table}"])
+    endpoint = ec2.describe_vpc_endpoints(VpcEndpointIds=[s3])["VpcEndpoints"][0]
+    assert sorted(endpoint["RouteTableIds"]) == sorted([main["RouteTableId"], table])
+
+
+def test_removed_tags_are_put_back(aws: EmbeddedAws) -> None:
+    first = aws.run(spec_for("gpu"), name="gpu-1")
+    group = first.output["instance_security_group_id"]
+    aws.client("ec2").delete_tags(Resources=[group], Tags=[{"Key": "eiplane:fleet"}, {"Key": "team"}])
+    aws.client("iam").untag_role(RoleName=ROLE, TagKeys=["eiplane:managed-by"])
+
+    result = aws.run(spec_for("gpu"), name="gpu-2")
+
+    assert _result_for(result, "security_group", "eiplane-demo-gpu-instances")["changes"] == [
+        "tag eiplane:fleet, team"]
+    assert _result_for(result, "iam_role", ROLE)["changes"] == ["tag eiplane:managed-by"]
+    assert _result_for(result, "security_group", "eiplane-demo-gpu-instances")["id"] == group

@@ -1,0 +1,110 @@
+"""eiplane.settings: the functions' environment, read and validated once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from eiplane.settings import ENVIRONMENT, get_settings
+from pydantic import ValidationError
+
+FULL = {
+    "EIPLANE_ARTIFACTS_BUCKET": "eiplane-artifacts",
+    "EIPLANE_STATE_TABLE": "eiplane-state",
+    "EIPLANE_RUNTIME": "embedded",
+    "AWS_REGION": "eu-west-1",
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for variable in ENVIRONMENT.values():
+        monkeypatch.delenv(variable, raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_reads_every_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, **FULL)
+    settings = get_settings()
+    assert settings.artifacts_bucket == "eiplane-artifacts"
+    assert settings.state_table == "eiplane-state"
+    assert settings.runtime == "embedded"
+    assert settings.region == "eu-west-1"
+
+
+def test_runtime_defaults_to_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, **{k: v for k, v in FULL.items() if k != "EIPLANE_RUNTIME"})
+    assert get_settings().runtime == "aws"
+
+
+def test_region_is_aws_region_not_aws_default_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    # tests/conftest.py sets AWS_DEFAULT_REGION=us-east-1; Lambda's AWS_REGION is what counts.
+    set_env(monkeypatch, **FULL)
+    assert get_settings().region == "eu-west-1"
+
+
+def test_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, **FULL)
+    first = get_settings()
+    monkeypatch.setenv("EIPLANE_STATE_TABLE", "other-table")
+    assert get_settings() is first
+    assert get_settings().state_table == "eiplane-state"
+    get_settings.cache_clear()
+    assert get_settings().state_table == "other-table"
+
+
+def test_settings_are_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, **FULL)
+    with pytest.raises(ValidationError, match="frozen"):
+        get_settings().artifacts_bucket = "elsewhere"  # type: ignore[misc]
+
+
+def test_missing_bucket_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, **{k: v for k, v in FULL.items() if k != "EIPLANE_ARTIFACTS_BUCKET"})
+    with pytest.raises(ValidationError) as caught:
+        get_settings()
+    errors = caught.value.errors()
+    assert [(e["loc"], e["type"]) for e in errors] == [(("artifacts_bucket",), "missing")]
+    assert "artifacts_bucket" in str(caught.value)
+
+
+def test_nothing_set_names_every_required_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        get_settings()
+    assert sorted(e["loc"][0] for e in caught.value.errors()) == ["artifacts_bucket", "region", "state_table"]
+
+
+@pytest.mark.parametrize(("variable", "value", "field"), [
+    ("EIPLANE_RUNTIME", "local", "runtime"),
+    ("EIPLANE_ARTIFACTS_BUCKET", "ab", "artifacts_bucket"),
+    ("EIPLANE_STATE_TABLE", "", "state_table"),
+    ("AWS_REGION", "", "region"),
+])
+def test_invalid_values(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str) -> None:
+    set_env(monkeypatch, **{**FULL, variable: value})
+    with pytest.raises(ValidationError) as caught:
+        get_settings()
+    assert [e["loc"] for e in caught.value.errors()] == [(field,)]
+
+
+def test_failed_validation_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError):
+        get_settings()
+    set_env(monkeypatch, **FULL)
+    assert get_settings().artifacts_bucket == "eiplane-artifacts"
+
+
+def test_environment_names() -> None:
+    assert ENVIRONMENT == {
+        "artifacts_bucket": "EIPLANE_ARTIFACTS_BUCKET",
+        "state_table": "EIPLANE_STATE_TABLE",
+        "runtime": "EIPLANE_RUNTIME",
+        "region": "AWS_REGION",
+    }
