@@ -49,10 +49,11 @@ def describe_event(event: dict[str, Any], entered: dict[str, float]) -> str | No
     return None
 
 
-def follow(sfn: BaseClient, execution_arn: str, out: TextIO = sys.stdout, timeout_s: float = 3600,
+def follow(sfn: BaseClient, execution_arn: str, out: TextIO | None = None, timeout_s: float = 3600,
            poll_s: float = 0.2, compact: bool = False) -> ExecutionResult:
     """Print each new history event until the execution ends, then return its result.
     Compact: one line, the states' names as they are entered, then the outcome."""
+    out = out or sys.stdout
     printed = 0
     entered: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s
@@ -77,8 +78,9 @@ def follow(sfn: BaseClient, execution_arn: str, out: TextIO = sys.stdout, timeou
         time.sleep(poll_s)
 
 
-def print_report(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
+def print_report(report: dict[str, Any], out: TextIO | None = None) -> None:
     """The prerequisites report as a table."""
+    out = out or sys.stdout
     backend = report["backend"]
     print(f"fleet {report['fleet']} ({backend['type']}: {', '.join(backend['instance_types'])}; "
           f"{backend['accelerator']}) in {report['region']} {report['vpc_id']}", file=out)
@@ -92,7 +94,8 @@ def print_report(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
           f"mutating AWS calls: {len(report['mutating_calls'])}", file=out)
 
 
-def print_plan(plan: dict[str, Any], out: TextIO = sys.stdout) -> None:
+def print_plan(plan: dict[str, Any], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     words = {"found": "in place", "created": "create", "repaired": "repair"}
     print(f"plan (dry run): {plan['to_create']} to create, {plan['to_repair']} to repair", file=out)
     for item in plan["results"]:

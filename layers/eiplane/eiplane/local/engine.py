@@ -130,6 +130,7 @@ class EmbeddedAws:
 
         for section, values in config.items():
             self._exit.enter_context(mock.patch.dict(default_user_config[section], values))  # type: ignore[literal-required]
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.server_port or 0, verbose=False)
         server.start()
         self._exit.callback(server.stop)

@@ -171,13 +171,15 @@ def routed_stdout() -> Iterator[_ThreadRoutedStream]:
 
     stream = _ThreadRoutedStream(sys.stdout)
     handler = logger.registered_handler
-    previous_handler_stream = handler.setStream(stream)  # type: ignore[attr-defined]
+    # Assigned, not setStream(): that flushes the old stream, which a test harness may
+    # already have closed.
+    previous_handler_stream, handler.stream = handler.stream, stream  # type: ignore[attr-defined]
     previous_stdout, sys.stdout = sys.stdout, stream  # type: ignore[assignment]
     try:
         yield stream
     finally:
         sys.stdout = previous_stdout
-        handler.setStream(previous_handler_stream)  # type: ignore[attr-defined]
+        handler.stream = previous_handler_stream  # type: ignore[attr-defined]
 
 
 def reset_process_state() -> None:

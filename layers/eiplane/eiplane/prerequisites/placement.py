@@ -9,6 +9,7 @@ from eiplane.aws import aws_errors, client, paginate
 from eiplane.errors import BackendUnavailable, InvalidFleetSpec
 from eiplane.models.prerequisites import Placement, SubnetPlacement, ValidatedFleet
 from eiplane.models.spec import FleetSpec, parse_fleet_spec
+from eiplane.observability import logger
 from eiplane.settings import get_settings
 
 # A 0.0.0.0/0 route through one of these reaches the internet (and so the public SSM and
@@ -26,6 +27,10 @@ def validate_fleet(raw_spec: Any) -> ValidatedFleet:
         )
     with aws_errors():
         placement = resolve_placement(spec)
+    logger.info(f"fleet spec accepted: {spec.name} ({spec.backend.type}) in {placement.vpc_id}", extra={
+        "fleet": spec.name, "backend": spec.backend.type, "instance_types": spec.backend.instance_types,
+        "subnets": [s.subnet_id for s in placement.subnets],
+        "private_subnets": [s.subnet_id for s in placement.private_subnets]})
     return ValidatedFleet(spec=spec, placement=placement)
 
 

@@ -1,0 +1,49 @@
+"""events/ holds the inputs `sam local invoke -e` and `eiplane local invoke -e` use. Each one
+is parsed by the model of the state it feeds, so a stale sample fails here."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from eiplane.errors import InvalidFleetSpec
+from eiplane.models import prerequisites as models
+from eiplane.models.spec import FleetSpec, parse_fleet_spec
+from tests.conftest import EVENTS, load_event
+
+STATE_EVENTS: dict[str, type[BaseModel]] = {
+    "validate_fleet_spec.json": models.ValidateFleetSpecInput,
+    "plan_prerequisites.json": models.FleetStepInput,
+    "ensure_network.json": models.FleetStepInput,
+    "ensure_instance_role.json": models.FleetStepInput,
+    "ensure_vpc_endpoints.json": models.EnsureVpcEndpointsInput,
+    "await_vpc_endpoints.json": models.AwaitVpcEndpointsInput,
+    "record_prerequisites.json": models.RecordPrerequisitesInput,
+}
+GOOD_SPECS = ["provision_fleet_eia.json", "provision_fleet_gpu.json", "provision_fleet_inferentia.json"]
+
+
+def test_every_event_file_is_accounted_for() -> None:
+    assert {p.name for p in EVENTS.glob("*.json")} == {*STATE_EVENTS, *GOOD_SPECS, "provision_fleet_invalid.json"}
+
+
+@pytest.mark.parametrize("name", GOOD_SPECS)
+def test_fleet_spec_events_are_valid_specs(name: str) -> None:
+    assert isinstance(parse_fleet_spec(load_event(name)), FleetSpec)
+
+
+def test_the_three_backends_each_have_an_event() -> None:
+    assert [parse_fleet_spec(load_event(n)).backend.type for n in GOOD_SPECS] == ["eia", "gpu", "inferentia"]
+
+
+def test_invalid_spec_event_is_invalid_in_five_ways() -> None:
+    with pytest.raises(InvalidFleetSpec) as raised:
+        parse_fleet_spec(load_event("provision_fleet_invalid.json"))
+    assert len(raised.value.problems) == 5
+
+
+@pytest.mark.parametrize(("name", "model"), STATE_EVENTS.items())
+def test_state_events_parse_with_their_state_model(name: str, model: type[BaseModel]) -> None:
+    event = load_event(name)
+    model.model_validate(event)
+    assert event["context"]["execution_id"].startswith("arn:aws:states:")
