@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -147,7 +148,7 @@ def test_no_key_pair_anywhere(aws: EmbeddedAws) -> None:
 def test_no_distutils_and_the_package_compiles_on_312_and_313() -> None:
     """Seed: broke on Python 3.12 (distutils)."""
     files = sorted(str(p) for p in [*PACKAGE.rglob("*.py"), *(ROOT / "functions").rglob("*.py")])
-    assert not [f for f in files if "distutils" in open(f).read()]
+    assert not [f for f in files if "distutils" in Path(f).read_text()]
     ran = 0
     for version in ("3.12", "3.13"):
         interpreter = shutil.which(f"python{version}")

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eiplane.local.template import load_template
 
+from eiplane.local.template import load_template
 from tests.static.checks import STATEMACHINES, TEMPLATE
 
 

@@ -13,9 +13,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import eiplane.errors
 import pytest
 
+import eiplane.errors
 from tests.static import checks
 from tests.static.checks import ASL_VALIDATOR, ROOT, require_tool, run_tool
 from tests.static.conftest import asl_paths

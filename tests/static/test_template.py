@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from eiplane.local.template import function_properties, load_template, resources_of_type
 
+from eiplane.local.template import function_properties, load_template, resources_of_type
 from tests.static import checks
 from tests.static.checks import FUNCTIONS, ROOT, SAMCONFIG, as_list
 

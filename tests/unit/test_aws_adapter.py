@@ -16,6 +16,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ParamValidationError
 from botocore.stub import Stubber
+
 from eiplane import aws
 from eiplane.errors import AwsAccessDenied, AwsCallFailed, AwsThrottled, EiplaneError
 

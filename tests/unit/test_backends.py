@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from eiplane import backends
 from eiplane.backends import (
     DEFAULT_IMAGE_PARAMETERS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from eiplane.models.spec import FleetSpec, parse_fleet_spec
 from eiplane.prerequisites.iam import TRUST_POLICY, instance_policy, partition_of, ssm_core_policy_arn
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from eiplane.models.prerequisites import Placement, SubnetPlacement
 from eiplane.models.spec import parse_fleet_spec
 from eiplane.prerequisites.network import Rule, flatten, needs_interface_endpoints, opens_to_world

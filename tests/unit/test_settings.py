@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from eiplane.settings import ENVIRONMENT, get_settings
 from pydantic import ValidationError
+
+from eiplane.settings import ENVIRONMENT, get_settings
 
 FULL = {
     "EIPLANE_ARTIFACTS_BUCKET": "eiplane-artifacts",

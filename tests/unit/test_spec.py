@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from eiplane.errors import InvalidFleetSpec
 from eiplane.models.spec import (
     EiaBackend,
@@ -15,7 +17,6 @@ from eiplane.models.spec import (
     InferentiaBackend,
     parse_fleet_spec,
 )
-from pydantic import ValidationError
 
 MINIMAL: dict[str, Any] = {
     "name": "demo-fleet",

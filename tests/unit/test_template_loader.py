@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from eiplane.local.template import (
     References,
     UnresolvedReference,

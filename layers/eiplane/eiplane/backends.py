@@ -90,7 +90,7 @@ def check_instance_type(instance_type: str, backend: BackendType) -> str:
     """Return the instance type, or raise ValueError saying which types this backend takes."""
     if family_of(instance_type, backend) is not None:
         return instance_type
-    family, _, size = instance_type.partition(".")
+    family = instance_type.partition(".")[0]
     known = {f.name: f for f in FAMILIES[backend]}
     if family in known:
         raise ValueError(

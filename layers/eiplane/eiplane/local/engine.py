@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import os
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +106,7 @@ class EmbeddedAws:
             self._exit.enter_context(moto_gaps.patched(self.runtime, self.clock))
             config = {"stepfunctions": {"execute_state_machine": True}}
             if self.server_port is None:
-                self._exit.enter_context(mock_aws(config=config))  # type: ignore[arg-type]
+                self._exit.enter_context(mock_aws(config=config))  # type: ignore[call-overload]
             else:
                 self._start_server(config)
             # Seeded ids: the default VPC and subnets get the same ids in every run, so the
@@ -135,7 +134,7 @@ class EmbeddedAws:
         server.start()
         self._exit.callback(server.stop)
         self._server = server
-        if not self.server_port:
+        if not self.server_port and server._server is not None:
             self.server_port = server._server.server_port  # the port the OS chose
         # The interpreter's own Lambda client calls localhost:MOTO_PORT (AWS-FACTS.md).
         self._exit.enter_context(_env("MOTO_PORT", str(self.server_port)))

@@ -8,6 +8,7 @@ ec2:Describe*, ec2:Get* on "*"; any policy on the role beyond ours is removed.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -144,7 +145,7 @@ def _reconcile_role(iam: Any, spec: FleetSpec, account: str, reconciler: Reconci
                 RoleName=name, PolicyName=naming.INSTANCE_POLICY_NAME, PolicyDocument=json.dumps(wanted)))
     for extra in sorted(set(inline) - {naming.INSTANCE_POLICY_NAME}):
         changes.make(f"delete inline policy {extra} (broader than the fleet needs)",
-                     lambda e=extra: iam.delete_role_policy(RoleName=name, PolicyName=e))
+                     functools.partial(iam.delete_role_policy, RoleName=name, PolicyName=extra))
 
     ssm_core = ssm_core_policy_arn(spec.region)
     if ssm_core not in attached:
@@ -152,7 +153,7 @@ def _reconcile_role(iam: Any, spec: FleetSpec, account: str, reconciler: Reconci
                      lambda: iam.attach_role_policy(RoleName=name, PolicyArn=ssm_core))
     for extra in sorted(set(attached) - {ssm_core}):
         changes.make(f"detach {extra} (broader than the fleet needs)",
-                     lambda e=extra: iam.detach_role_policy(RoleName=name, PolicyArn=e))
+                     functools.partial(iam.detach_role_policy, RoleName=name, PolicyArn=extra))
 
     reconciler.done("iam_role", name, role["Arn"] if role else None, changes, created=created)
     return role["Arn"] if role else None
@@ -181,8 +182,8 @@ def _reconcile_profile(iam: Any, spec: FleetSpec, reconciler: Reconciler) -> str
     # A profile holds at most one role: a stale one (a deleted and re-created role, or
     # another role) must go before ours goes in.
     for stale in [r for r in roles if r != role_name]:
-        changes.make(f"remove role {stale}", lambda s=stale: iam.remove_role_from_instance_profile(
-            InstanceProfileName=name, RoleName=s))
+        changes.make(f"remove role {stale}", functools.partial(
+            iam.remove_role_from_instance_profile, InstanceProfileName=name, RoleName=stale))
     if role_name not in roles:
         changes.make(f"add role {role_name}", lambda: iam.add_role_to_instance_profile(
             InstanceProfileName=name, RoleName=role_name))

@@ -8,6 +8,7 @@ nothing else, so no rule anywhere opens ingress to 0.0.0.0/0 or ::/0 (the seed o
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
@@ -74,7 +75,8 @@ def needs_interface_endpoints(spec: FleetSpec, placement: Placement) -> bool:
     return spec.backend.type == "eia" or bool(placement.private_subnets)
 
 
-def reconcile_network(spec: FleetSpec, placement: Placement, reconciler: Reconciler) -> tuple[str, str | None]:
+def reconcile_network(spec: FleetSpec, placement: Placement,
+                      reconciler: Reconciler) -> tuple[str | None, str | None]:
     """Returns (instance group id, endpoint group id or None); ids are None while planning."""
     ec2 = client("ec2", spec.region)
     endpoints_needed = needs_interface_endpoints(spec, placement)
@@ -121,8 +123,8 @@ def _reconcile_vpc_dns(ec2: Any, vpc_id: str, reconciler: Reconciler) -> None:
         key = attribute[0].upper() + attribute[1:]
         value = ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]
         if not value:
-            changes.make(f"turn on {attribute}", lambda a=attribute: ec2.modify_vpc_attribute(
-                VpcId=vpc_id, **{a[0].upper() + a[1:]: {"Value": True}}))
+            changes.make(f"turn on {attribute}",
+                         functools.partial(ec2.modify_vpc_attribute, VpcId=vpc_id, **{key: {"Value": True}}))
     reconciler.done("vpc_dns", f"DNS support and hostnames of {vpc_id}", vpc_id, changes)
 
 

@@ -46,7 +46,7 @@ def plan(request: FleetStepInput) -> PlanOutput:
     reconciler = Reconciler(apply=False)
     with record_api_calls() as calls, aws_errors():
         ei_zones = _ei_zones(spec, request, reconciler)
-        instance_group, endpoint_group = reconcile_network(spec, placement, reconciler)
+        _, endpoint_group = reconcile_network(spec, placement, reconciler)
         reconcile_iam(spec, reconciler)
         reconcile_endpoints(spec, placement, endpoint_group, ei_zones, reconciler)
     results = reconciler.results
