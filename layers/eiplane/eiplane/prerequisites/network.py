@@ -161,10 +161,10 @@ def _reconcile_group(ec2: Any, reconciler: Reconciler, vpc_id: str, *, name: str
 
     wanted_ingress = desired_ingress(group_id)
     extra_ingress = _ordered(r for r in current_ingress - wanted_ingress if not keep_ingress(r))
-    _revoke(ec2, changes, group_id, "ingress", extra_ingress)
-    _authorize(ec2, changes, group_id, "ingress", _ordered(wanted_ingress - current_ingress))
-    _authorize(ec2, changes, group_id, "egress", _ordered(desired_egress - current_egress))
-    _revoke(ec2, changes, group_id, "egress", _ordered(current_egress - desired_egress))
+    _change_rules(ec2, changes, group_id, "revoke", "ingress", extra_ingress)
+    _change_rules(ec2, changes, group_id, "allow", "ingress", _ordered(wanted_ingress - current_ingress))
+    _change_rules(ec2, changes, group_id, "allow", "egress", _ordered(desired_egress - current_egress))
+    _change_rules(ec2, changes, group_id, "revoke", "egress", _ordered(current_egress - desired_egress))
 
     reconciler.done("security_group", name, group_id, changes, created=created)
     return group_id
@@ -190,19 +190,12 @@ def _create_group(ec2: Any, vpc_id: str, name: str, description: str, tags: dict
         return str(found["GroupId"])
 
 
-def _revoke(ec2: Any, changes: Changes, group_id: str | None, direction: str, rules: list[Rule]) -> None:
+def _change_rules(ec2: Any, changes: Changes, group_id: str | None, verb: str, direction: str,
+                  rules: list[Rule]) -> None:
+    """One Authorize/Revoke call for all the rules of one kind; `verb` is "allow" or "revoke"."""
     if not rules:
         return
-    call = ec2.revoke_security_group_ingress if direction == "ingress" else ec2.revoke_security_group_egress
+    call = getattr(ec2, f"{'authorize' if verb == 'allow' else 'revoke'}_security_group_{direction}")
     what = ", ".join(r.describe(direction) for r in rules)
-    changes.make(f"revoke {direction} {what}",
-                 lambda: call(GroupId=group_id, IpPermissions=[r.as_permission() for r in rules]))
-
-
-def _authorize(ec2: Any, changes: Changes, group_id: str | None, direction: str, rules: list[Rule]) -> None:
-    if not rules:
-        return
-    call = ec2.authorize_security_group_ingress if direction == "ingress" else ec2.authorize_security_group_egress
-    what = ", ".join(r.describe(direction) for r in rules)
-    changes.make(f"allow {direction} {what}",
+    changes.make(f"{verb} {direction} {what}",
                  lambda: call(GroupId=group_id, IpPermissions=[r.as_permission() for r in rules]))
