@@ -11,6 +11,8 @@ ASL_VALIDATOR_VERSION := 4.0.0
 ASL_VALIDATOR := $(TOOLS)/node/node_modules/.bin/asl-validator
 # sam build needs the functions' runtime (python3.12) on PATH; pyenv has it here.
 SAM_BUILD_PYTHON ?= 3.11.7:3.12.1
+# The CPU build on Python 3.11 (see pyproject's torch extra); the agent runs the same torch.
+TORCH_VERSION ?= 2.13.0
 
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -26,7 +28,7 @@ help:
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet 'torch==$(TORCH_VERSION)' -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed

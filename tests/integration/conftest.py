@@ -74,8 +74,11 @@ def faults(aws: EmbeddedAws) -> Faults:
     return Faults()
 
 
-def spec_for(backend: str, **overrides: Any) -> dict[str, Any]:
+def spec_for(backend: str, desired: int = 0, **overrides: Any) -> dict[str, Any]:
+    """The backend's sample spec. desired=0 (the default here) runs the prerequisites stage
+    and launches nothing: the launch tests ask for instances and push an artifact first."""
     spec = load_event(f"provision_fleet_{backend}.json")
+    spec["capacity"] = {"min": 0, "desired": desired, "max": max(desired, 1)}
     spec.update(overrides)
     return spec
 

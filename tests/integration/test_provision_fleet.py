@@ -10,7 +10,8 @@ from tests.integration.conftest import EMPTY_INVENTORY, managed_inventory, outco
 
 APPLY_STATES = [
     "ValidateFleetSpec", "PlanPrerequisites", "ApplyOrPlanOnly", "EnsureNetwork", "EnsureInstanceRole",
-    "EnsureVpcEndpoints", "AwaitVpcEndpoints", "RecordPrerequisites", "PrerequisitesReady",
+    "EnsureVpcEndpoints", "AwaitVpcEndpoints", "RecordPrerequisites", "PlanLaunch", "ProvisionSlots",
+    "SummarizeFleet", "FleetComplete", "FleetReady",
 ]
 
 

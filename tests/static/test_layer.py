@@ -16,8 +16,9 @@ pytestmark = pytest.mark.static
 LAYER = ROOT / "layers" / "eiplane"
 RUNTIME_PROVIDED = {"boto3", "botocore"}  # the python3.12 Lambda runtime ships these
 DISTRIBUTION_OF = {"aws_lambda_powertools": "aws-lambda-powertools", "pydantic": "pydantic"}
-# Never imported by a function: the embedded AWS and the CLI run on your machine only.
-LOCAL_ONLY = ("local", "cli")
+# Never imported by a function: the embedded AWS and the CLI run on your machine, the
+# packer there too, and the validation agent on the fleet's instances (it needs torch).
+LOCAL_ONLY = ("local", "cli", "agent", "artifacts/pack.py", "artifacts/demo_model.py")
 
 
 def _top_level_imports(path: Path) -> set[str]:
@@ -33,7 +34,7 @@ def _top_level_imports(path: Path) -> set[str]:
 
 def _lambda_sources() -> list[Path]:
     package = [p for p in (LAYER / "eiplane").rglob("*.py")
-               if p.relative_to(LAYER / "eiplane").parts[0] not in LOCAL_ONLY]
+               if not str(p.relative_to(LAYER / "eiplane")).startswith(LOCAL_ONLY)]
     return [*package, *(ROOT / "functions").rglob("app.py")]
 
 

@@ -148,7 +148,7 @@ def test_calls_outside_the_block_are_not_recorded(ec2: tuple[Any, FakeEc2]) -> N
     assert log.calls == ["ec2:CreateTags"]
 
 
-def test_nested_recording_goes_to_the_innermost_log(ec2: tuple[Any, FakeEc2]) -> None:
+def test_nested_recording_records_each_call_in_every_enclosing_log(ec2: tuple[Any, FakeEc2]) -> None:
     client, fake = ec2
     for _ in range(3):
         fake.add("DescribeVpcs", "<vpcSet/>")
@@ -157,7 +157,7 @@ def test_nested_recording_goes_to_the_innermost_log(ec2: tuple[Any, FakeEc2]) ->
         with aws.record_api_calls() as inner:
             client.describe_vpcs()
         client.describe_vpcs()
-    assert outer.calls == ["ec2:DescribeVpcs", "ec2:DescribeVpcs"]
+    assert outer.calls == ["ec2:DescribeVpcs", "ec2:DescribeVpcs", "ec2:DescribeVpcs"]
     assert inner.calls == ["ec2:DescribeVpcs"]
 
 

@@ -91,8 +91,9 @@ def test_full_valid_spec_round_trips() -> None:
     full = raw(
         network={"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbb"]},
         backend={"type": "inferentia", "instance_type": "inf2.8xlarge", "fallback_instance_types": ["inf2.xlarge"],
-                 "image_parameter": "/my/ami"},
+                 "image_parameter": "/my/ami", "root_volume_gib": 200},
         capacity={"min": 0, "desired": 2, "max": 100},
+        model={"name": "resnet50", "version": "1.0", "precisions": ["fp32", "bf16"]},
         tags={"team": "ml", "cost-center": "a1 b2/c=3+d@e.f:g_h"},
         dry_run=True,
     )

@@ -51,24 +51,24 @@ class ApiCallLog:
         return [c for c in self.calls if is_mutating(c.split(":", 1)[1])]
 
 
-_current_log: contextvars.ContextVar[ApiCallLog | None] = contextvars.ContextVar("eiplane_api_calls",
-                                                                                  default=None)
+_active_logs: contextvars.ContextVar[tuple[ApiCallLog, ...]] = contextvars.ContextVar("eiplane_api_calls",
+                                                                                     default=())
 
 
 @contextlib.contextmanager
 def record_api_calls() -> Iterator[ApiCallLog]:
-    """Record every AWS call made through `client()` inside the block."""
+    """Record every AWS call made through `client()` inside the block (blocks nest: a call
+    is recorded by every block it is inside)."""
     log = ApiCallLog()
-    token = _current_log.set(log)
+    token = _active_logs.set((*_active_logs.get(), log))
     try:
         yield log
     finally:
-        _current_log.reset(token)
+        _active_logs.reset(token)
 
 
 def _record(model: Any, **_: Any) -> None:
-    log = _current_log.get()
-    if log is not None:
+    for log in _active_logs.get():
         log.calls.append(f"{model.service_model.service_name}:{model.name}")
 
 

@@ -46,3 +46,47 @@ class AwsAccessDenied(EiplaneError):
 
 class AwsCallFailed(EiplaneError):
     """Any other AWS error, with the operation and AWS error code in the message."""
+
+
+# --- provisioning: launch, agent, validation ------------------------------------------------
+
+class ArtifactNotFound(EiplaneError):
+    """The fleet's model artifact (manifest.json) is not in the artifacts bucket: push it first."""
+
+
+class ImageNotFound(EiplaneError):
+    """The backend's SSM image parameter does not exist (AWS retires framework-versioned names)."""
+
+
+class QuotaExceeded(EiplaneError):
+    """An account quota stops the launch (InstanceLimitExceeded / VcpuLimitExceeded). Not
+    retried: the message names the quota to raise."""
+
+
+class NoCapacity(EiplaneError):
+    """No allowed instance type had capacity in any of the fleet's zones."""
+
+
+class InstanceProfileNotReady(EiplaneError):
+    """EC2 does not see the new instance profile yet (IAM propagation). Retried briefly."""
+
+
+class AgentNotReady(EiplaneError):
+    """The instance's SSM agent is not Online yet. Retried until the registration deadline."""
+
+
+class ValidationInProgress(EiplaneError):
+    """The validation command is still running. Retried until the validation deadline."""
+
+
+class ArtifactRejected(EiplaneError):
+    """The instance found an artifact file whose sha256 differs from the manifest: not loaded."""
+
+
+class ValidationFailed(EiplaneError):
+    """The artifact ran on the instance but did not compute what the model computes on a CPU
+    (or did not run): the message gives the numbers."""
+
+
+class FleetIncomplete(EiplaneError):
+    """Some slots could not be put in service; the summary says which and why."""

@@ -47,3 +47,57 @@ def load_prerequisites(fleet: str) -> dict[str, Any] | None:
     record = {k: v["S"] for k, v in item.items()}
     record["inventory"] = json.loads(record["inventory"])
     return record
+
+
+# --- slots --------------------------------------------------------------------------------
+
+def slot_key(index: int) -> str:
+    return f"SLOT#{index:04d}"
+
+
+def load_slots(fleet: str) -> dict[int, dict[str, Any]]:
+    """Every slot record of the fleet, by index (one Query, every page)."""
+    settings = get_settings()
+    dynamodb = client("dynamodb", settings.region)
+    slots: dict[int, dict[str, Any]] = {}
+    for page in dynamodb.get_paginator("query").paginate(
+            TableName=settings.state_table, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :slot)",
+            ExpressionAttributeValues={":pk": {"S": f"FLEET#{fleet}"}, ":slot": {"S": "SLOT#"}}):
+        for item in page["Items"]:
+            record = {k: _plain(v) for k, v in item.items()}
+            slots[int(record["sk"].removeprefix("SLOT#"))] = record
+    return slots
+
+
+def save_slot(fleet: str, index: int, fields: dict[str, Any]) -> None:
+    """Set the given fields of a slot record (others are kept); JSON-encodes dicts and lists."""
+    settings = get_settings()
+    values = {k: v for k, v in fields.items() if v is not None}
+    values["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    names = {f"#f{i}": k for i, k in enumerate(values)}
+    client("dynamodb", settings.region).update_item(
+        TableName=settings.state_table, Key=fleet_key(fleet, slot_key(index)),
+        UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues={f":v{i}": _attribute(v) for i, v in enumerate(values.values())},
+    )
+
+
+def _attribute(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float):
+        return {"N": str(value)}
+    if isinstance(value, dict | list):
+        return {"S": json.dumps(value, sort_keys=True)}
+    return {"S": str(value)}
+
+
+def _plain(attribute: dict[str, Any]) -> Any:
+    (kind, value), = attribute.items()
+    if kind == "N":
+        return int(value) if value.lstrip("-").isdigit() else float(value)
+    if kind == "S" and value[:1] in ("[", "{"):
+        return json.loads(value)
+    return value

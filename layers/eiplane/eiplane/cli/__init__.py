@@ -1,5 +1,7 @@
 """The `eiplane` command line.
 
+  eiplane artifact pack --model PKG.MODULE:FACTORY --input 3x224x224 --name N --version V --out DIR
+  eiplane artifact push DIR --fleet F [--stack-name eiplane | --bucket B | --endpoint-url URL]
   eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane]
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
@@ -13,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from eiplane.cli import commands
+from eiplane.errors import EiplaneError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +34,34 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--name", help="execution name (default: <fleet>-<UTC time>)")
     apply.add_argument("--dry-run", action="store_true", help="plan the prerequisites, change nothing")
     apply.add_argument("--report", help="also write the execution output as JSON here")
+    apply.add_argument("--artifact", help="with --local: push this packed artifact to the fleet first")
     apply.set_defaults(handler=commands.fleet_apply)
+
+    artifact = sub.add_parser("artifact", help="model artifacts (needs the torch extra)").add_subparsers(
+        dest="artifact_command", required=True)
+    pack = artifact.add_parser("pack", help="TorchScript (+ torch.export) artifact with golden outputs and a manifest")
+    source = pack.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="import path of a factory returning an nn.Module, e.g. mypkg.models:make_model")
+    source.add_argument("--module-file", help="a saved TorchScript module (a pickled nn.Module needs --trusted)")
+    pack.add_argument("--trusted", action="store_true", help="allow unpickling --module-file (runs its code)")
+    pack.add_argument("--input", required=True, help="one example's shape without the batch dimension, e.g. 3x224x224")
+    pack.add_argument("--name", required=True)
+    pack.add_argument("--version", required=True)
+    pack.add_argument("--out", required=True, help="the artifact folder to write")
+    pack.add_argument("--batch-sizes", default="1,8,32", help="comma-separated; latency is measured at each")
+    pack.add_argument("--target", default="any", choices=["any", "gpu", "inferentia", "eia"])
+    pack.add_argument("--examples", type=int, default=8, help="example inputs kept with their golden outputs")
+    pack.add_argument("--seed", type=int, default=0)
+    pack.set_defaults(handler=commands.artifact_pack)
+    push = artifact.add_parser("push", help="upload to the fleet's prefix in the artifacts bucket, verifying digests")
+    push.add_argument("artifact_dir")
+    push.add_argument("--fleet", required=True)
+    where = push.add_mutually_exclusive_group()
+    where.add_argument("--bucket", help="the artifacts bucket (default: the stack's ArtifactsBucketName output)")
+    where.add_argument("--endpoint-url", help="an `eiplane local up` server")
+    push.add_argument("--stack-name", default="eiplane")
+    push.add_argument("--region")
+    push.set_defaults(handler=commands.artifact_push)
 
     local = sub.add_parser("local", help="the embedded AWS").add_subparsers(dest="local_command", required=True)
     up = local.add_parser("up", help="serve the deployed template on a loopback endpoint for the AWS CLI and SDKs")
@@ -60,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except commands.CommandError as exc:
         print(f"eiplane: {exc}", file=sys.stderr)
+        return 2
+    except EiplaneError as exc:  # a named error whose message says what to do
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 
 

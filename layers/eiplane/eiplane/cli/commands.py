@@ -16,7 +16,7 @@ import boto3
 import yaml
 from botocore.client import BaseClient
 
-from eiplane.cli.progress import follow, print_plan, print_report
+from eiplane.cli.progress import fleet_summary_from_history, follow, print_plan, print_report
 from eiplane.errors import InvalidFleetSpec
 from eiplane.models.spec import parse_fleet_spec
 
@@ -58,9 +58,12 @@ def run_and_report(sfn: BaseClient, state_machine_arn: str, spec: dict[str, Any]
         (print_plan if spec.get("dry_run") else print_report)(result.output)
         document: Any = result.output
     else:
+        fleet = fleet_summary_from_history(result)
+        if fleet is not None:
+            print_report(fleet)
         print(f"{result.status}: {result.error}: {result.error_message()}", file=sys.stderr)
         document = {"status": result.status, "error": result.error, "message": result.error_message(),
-                    "execution_arn": arn}
+                    "execution_arn": arn, "fleet": fleet}
     if report_path:
         write_json(report_path, document)
     return 0 if result.status == "SUCCEEDED" else 1
@@ -80,11 +83,73 @@ def fleet_apply(args: argparse.Namespace) -> int:
         from eiplane.local.engine import EmbeddedAws
 
         with EmbeddedAws() as aws:
+            if args.artifact:  # the embedded AWS starts empty: bring the model along
+                from eiplane.artifacts.push import push
+
+                push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"],
+                     f"fleets/{spec['name']}/models/{spec['model']['name']}/{spec['model']['version']}/", args.artifact)
             return run_and_report(aws.client("stepfunctions"), aws.state_machine_arn(), spec, name, args.report)
+    if args.artifact:
+        raise CommandError("--artifact is for --local; elsewhere push it first: eiplane artifact push")
     session = boto3.session.Session(region_name=args.region)
     sfn = session.client("stepfunctions", endpoint_url=args.endpoint_url)
     arn = args.state_machine_arn or _find_state_machine(session, sfn, args)
     return run_and_report(sfn, arn, spec, name, args.report)
+
+
+def artifact_pack(args: argparse.Namespace) -> int:
+    try:
+        from eiplane.artifacts.pack import load_model_factory, load_saved_module, pack
+    except ImportError as exc:
+        raise CommandError(f"packing needs torch: pip install 'eiplane[torch]' ({exc})") from None
+    try:
+        shape = tuple(int(d) for d in args.input.lower().split("x"))
+        batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    except ValueError:
+        raise CommandError(f"--input {args.input!r} / --batch-sizes {args.batch_sizes!r}: "
+                           "write dimensions like 3x224x224 and sizes like 1,8,32") from None
+    model = load_model_factory(args.model) if args.model else load_saved_module(args.module_file, trusted=args.trusted)
+    manifest = pack(model, shape, name=args.name, version=args.version, out_dir=args.out, batch_sizes=batch_sizes,
+                    target=args.target, examples=args.examples, seed=args.seed)
+    print(f"packed {manifest.name} {manifest.version} into {args.out} (torch {manifest.torch_version}): "
+          + ", ".join(f"{name} {digest[:12]}" for name, digest in sorted(manifest.files.items())))
+    return 0
+
+
+def artifact_push(args: argparse.Namespace) -> int:
+    from eiplane.artifacts.manifest import load_manifest
+    from eiplane.artifacts.push import push
+
+    manifest = load_manifest(args.artifact_dir)
+    session = boto3.session.Session(region_name=args.region)
+    s3 = session.client("s3", endpoint_url=args.endpoint_url)
+    bucket = args.bucket or _artifacts_bucket(session, s3, args)
+    prefix = f"fleets/{args.fleet}/models/{manifest.name}/{manifest.version}/"
+    pushed = push(s3, bucket, prefix, args.artifact_dir)
+    print(f"pushed to s3://{bucket}/{prefix} (manifest sha256 {pushed['manifest_sha256']}); "
+          f"the fleet spec's model is {{name: {manifest.name}, version: {manifest.version}}}")
+    return 0
+
+
+def _artifacts_bucket(session: boto3.session.Session, s3: BaseClient, args: argparse.Namespace) -> str:
+    if args.endpoint_url:
+        buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if "-artifactsbucket-" in b["Name"]]
+        if len(buckets) != 1:
+            raise CommandError(f"pass --bucket: {len(buckets)} artifacts buckets at {args.endpoint_url}")
+        return str(buckets[0])
+    return _stack_output(session, args.stack_name, "ArtifactsBucketName")
+
+
+def _stack_output(session: boto3.session.Session, stack_name: str, key: str) -> str:
+    cloudformation = session.client("cloudformation")
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except cloudformation.exceptions.ClientError as exc:
+        raise CommandError(f"stack {stack_name}: {exc}; deploy with `sam deploy --guided`") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    if key not in outputs:
+        raise CommandError(f"stack {stack_name} has no {key} output")
+    return str(outputs[key])
 
 
 def _find_state_machine(session: boto3.session.Session, sfn: BaseClient, args: argparse.Namespace) -> str:
@@ -94,16 +159,7 @@ def _find_state_machine(session: boto3.session.Session, sfn: BaseClient, args: a
                 if machine["name"].endswith("ProvisionFleetStateMachine"):
                     return str(machine["stateMachineArn"])
         raise CommandError(f"no ProvisionFleet state machine at {args.endpoint_url}")
-    cloudformation = session.client("cloudformation")
-    try:
-        stacks = cloudformation.describe_stacks(StackName=args.stack_name)["Stacks"]
-    except cloudformation.exceptions.ClientError as exc:
-        raise CommandError(f"stack {args.stack_name}: {exc}; deploy with `sam deploy --guided` "
-                           "or pass --state-machine-arn") from None
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    if "ProvisionFleetStateMachineArn" not in outputs:
-        raise CommandError(f"stack {args.stack_name} has no ProvisionFleetStateMachineArn output")
-    return outputs["ProvisionFleetStateMachineArn"]
+    return _stack_output(session, args.stack_name, "ProvisionFleetStateMachineArn")
 
 
 def local_up(args: argparse.Namespace) -> int:

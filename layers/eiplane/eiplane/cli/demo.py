@@ -1,22 +1,30 @@
-"""`eiplane demo` (`make demo`): the ProvisionFleet prerequisites stage for all three
-backends on the embedded AWS, run twice. The first run creates what is missing; the second
-must find everything and make no mutating AWS call: counted from the calls the handlers
+"""`eiplane demo` (`make demo`): ProvisionFleet on the embedded AWS, run twice.
+
+A small real model is packed at demo time (TorchScript and torch.export, golden outputs on
+the CPU) and pushed to the gpu fleet, which gets two instances, each validated by real
+inference before it is put in service. The eia and inferentia fleets run the prerequisites
+stage (no instances: their artifacts need EI-enabled PyTorch or torch-neuronx). The second
+run must find everything and make no mutating AWS call: counted from the calls the handlers
 actually made, and cross-checked against the embedded AWS's inventory."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import moto
 from botocore.client import BaseClient
 
+from eiplane.artifacts.push import push
 from eiplane.cli.commands import execution_name, write_json
 from eiplane.cli.progress import follow, print_plan, print_report
 from eiplane.local.engine import EmbeddedAws, find_project_root
 
 FLEET_EVENTS = ("provision_fleet_eia.json", "provision_fleet_gpu.json", "provision_fleet_inferentia.json")
+# Instances per fleet in the demo: only the gpu fleet's artifact can be packed on this machine.
+DEMO_DESIRED = {"eia": 0, "gpu": 2, "inferentia": 0}
 
 
 def create_private_network(ec2: BaseClient) -> dict[str, Any]:
@@ -38,19 +46,38 @@ def inventory(aws: EmbeddedAws) -> dict[str, list[str]]:
         "security_groups": sorted(g["GroupId"] for g in ec2.describe_security_groups(Filters=managed)["SecurityGroups"]),
         "vpc_endpoints": sorted(e["VpcEndpointId"] for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]),
         "roles": sorted(r["RoleName"] for r in iam.list_roles(PathPrefix="/eiplane/")["Roles"]),
+        "instances": sorted(i["InstanceId"] for r in ec2.describe_instances(Filters=managed)["Reservations"]
+                            for i in r["Instances"] if i["State"]["Name"] == "running"),
         "instance_profiles": sorted(p["InstanceProfileName"]
                                     for p in iam.list_instance_profiles(PathPrefix="/eiplane/")["InstanceProfiles"]),
     }
 
 
+def pack_demo_model(out_dir: Path) -> Any:
+    from eiplane.artifacts.demo_model import tiny_cnn
+    from eiplane.artifacts.pack import pack
+
+    return pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="1", out_dir=out_dir, batch_sizes=(1, 8, 32),
+                target="gpu")
+
+
 def run_demo(report_path: str | None = None) -> int:
     root = find_project_root()
     specs = [json.loads((root / "events" / name).read_text()) for name in FLEET_EVENTS]
+    for spec in specs:
+        desired = DEMO_DESIRED[spec["backend"]["type"]]
+        spec["capacity"] = {"min": 0, "desired": desired, "max": max(desired, spec["capacity"]["max"])}
+    artifact_dir = root / "out" / "artifacts" / "tiny-cnn-1"
+    manifest = pack_demo_model(artifact_dir)
+    print(f"packed tiny-cnn 1 into {artifact_dir.relative_to(root)}: "
+          f"{', '.join(sorted(manifest.files))} (torch {manifest.torch_version})")
     with EmbeddedAws(root) as aws:
         sfn = aws.client("stepfunctions")
         machine = aws.state_machine_arn()
         print(f"embedded AWS: moto {moto.__version__}, in-process; template.yaml deployed as stack "
               f"{aws.stack.name} ({len(aws.stack.functions)} functions, state machine {machine.rsplit(':', 1)[-1]})")
+        push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"], "fleets/demo-gpu/models/tiny-cnn/1/",
+             artifact_dir)
         private = create_private_network(aws.client("ec2"))
         specs[2]["network"] = private  # inferentia fleet in the private VPC
         print(f"private VPC for the inferentia fleet: {private['vpc_id']} {', '.join(private['subnet_ids'])}\n")
@@ -83,7 +110,13 @@ def run_demo(report_path: str | None = None) -> int:
         snapshots.append(inventory(aws))
 
     second = passes[1]["fleets"]
+    gpu_first = next(r["report"] for r in passes[0]["fleets"] if r["report"] and r["report"]["backend"]["type"] == "gpu")
     checks = {
+        "gpu_instances_in_service": gpu_first["in_service"] if gpu_first else 0,
+        "gpu_instances_validated": sum(bool(i["validation"] and i["validation"]["passed"])
+                                       for i in gpu_first["instances"]) if gpu_first else 0,
+        "second_run_same_instances": [i["instance_id"] for r in second if r["report"] for i in r["report"]["instances"]]
+        == [i["instance_id"] for r in passes[0]["fleets"] if r["report"] for i in r["report"]["instances"]],
         "every_execution_succeeded": all(r["status"] == "SUCCEEDED" for p in passes for r in p["fleets"]),
         "second_run_all_found": all(r["report"] and r["report"]["summary"]["created"] == 0
                                     and r["report"]["summary"]["repaired"] == 0 for r in second),
@@ -92,10 +125,14 @@ def run_demo(report_path: str | None = None) -> int:
         "dry_run_changed_nothing": snapshots[0] == inventory_empty(),
     }
     ok = (checks["every_execution_succeeded"] and checks["second_run_all_found"]
-          and checks["second_run_mutating_calls"] == 0 and checks["second_run_inventory_unchanged"])
+          and checks["second_run_mutating_calls"] == 0 and checks["second_run_inventory_unchanged"]
+          and checks["gpu_instances_in_service"] == checks["gpu_instances_validated"] == DEMO_DESIRED["gpu"]
+          and checks["second_run_same_instances"])
     print("\n== result")
     print(f"  first run : {sum(r['report']['summary']['created'] for r in passes[0]['fleets'] if r['report'])} created, "
           f"{sum(len(r['report']['mutating_calls']) for r in passes[0]['fleets'] if r['report'])} mutating AWS calls")
+    print(f"  gpu fleet : {checks['gpu_instances_in_service']} instances in service, "
+          f"{checks['gpu_instances_validated']} validated by inference")
     print(f"  second run: {sum(r['report']['summary']['found'] for r in second if r['report'])} found, "
           f"{checks['second_run_mutating_calls']} mutating AWS calls (counted from the calls each step made); "
           f"inventory unchanged: {checks['second_run_inventory_unchanged']}")
@@ -116,4 +153,4 @@ def run_demo(report_path: str | None = None) -> int:
 
 
 def inventory_empty() -> dict[str, list[str]]:
-    return {"security_groups": [], "vpc_endpoints": [], "roles": [], "instance_profiles": []}
+    return {"security_groups": [], "vpc_endpoints": [], "roles": [], "instances": [], "instance_profiles": []}

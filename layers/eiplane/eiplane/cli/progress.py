@@ -92,6 +92,43 @@ def print_report(report: dict[str, Any], out: TextIO | None = None) -> None:
     summary = report["summary"]
     print(f"  found {summary['found']}, created {summary['created']}, repaired {summary['repaired']}; "
           f"mutating AWS calls: {len(report['mutating_calls'])}", file=out)
+    if "instances" in report:
+        print_instances(report, out)
+
+
+def print_instances(report: dict[str, Any], out: TextIO) -> None:
+    """Each slot: where it runs, its state, and what validation measured on it."""
+    print(f"  instances: {report['message']}"
+          + (f"; image {report['image_id']}" if report.get("image_id") else ""), file=out)
+    for slot in report["instances"]:
+        where = f"{slot.get('instance_type') or '-'} {slot.get('availability_zone') or ''}".strip()
+        print(f"  slot {slot['index']:<3} {slot['state']:<11} {slot.get('instance_id') or '-':<20} {where}", file=out)
+        if slot.get("reason"):
+            print(f"            {slot['reason']}", file=out)
+        for attempt in slot.get("attempts", []):
+            print(f"            tried {attempt}", file=out)
+        validation = slot.get("validation") or {}
+        if validation:
+            print(f"            validated on {validation['device']} (asked: {validation['requested_device']}), "
+                  f"torch {validation.get('torch_version')}", file=out)
+        for fmt, numbers in validation.get("formats", {}).items():
+            for precision, result in numbers["precisions"].items():
+                latency = "; ".join(f"b{size} p50 {v['p50_ms']:.2f} ms p99 {v['p99_ms']:.2f} ms "
+                                    f"{v['throughput_per_s']:.0f}/s"
+                                    for size, v in sorted(result["latency"].items(), key=lambda kv: int(kv[0])))
+                verdict = "ok" if result["passed"] else "FAIL"
+                error = result["max_rel_error"]
+                print(f"            {fmt:<12} {precision} {verdict} err {error:.1e} (tol {result['tolerance']:.0e}) "
+                      f"{latency}", file=out)
+
+
+def fleet_summary_from_history(result: ExecutionResult) -> dict[str, Any] | None:
+    """SummarizeFleet's output: on success the execution output, on FleetIncomplete only here."""
+    for event in reversed(result.events):
+        details = event.get("stateExitedEventDetails")
+        if event["type"] == "TaskStateExited" and details and details["name"] == "SummarizeFleet":
+            return dict(json.loads(details["output"])["fleet"])
+    return None
 
 
 def print_plan(plan: dict[str, Any], out: TextIO | None = None) -> None:

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from botocore.client import BaseClient
 
 from eiplane.executions import ExecutionResult, wait_for_execution
 from eiplane.local import moto_gaps
+from eiplane.local.instances import EmbeddedInstances
 from eiplane.local.lambda_runtime import LocalFunction, LocalLambdaRuntime, reset_process_state, routed_stdout
 from eiplane.local.template import (
     References,
@@ -76,7 +78,10 @@ class EmbeddedAws:
         self._echo_logs = echo_logs
         self._exit = contextlib.ExitStack()
         self.runtime: LocalLambdaRuntime | None = None
+        self.instances: EmbeddedInstances | None = None
         self._server: Any = None
+        self._instance_server: Any = None
+        self._instance_server_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -103,7 +108,9 @@ class EmbeddedAws:
             logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
             stdout = self._exit.enter_context(routed_stdout())
             self.runtime = LocalLambdaRuntime(stdout, echo_logs=self._echo_logs)
-            self._exit.enter_context(moto_gaps.patched(self.runtime, self.clock))
+            self.instances = EmbeddedInstances(self.clock, self._instance_endpoint, self.region)
+            self._exit.callback(self.instances.close)
+            self._exit.enter_context(moto_gaps.patched(self.runtime, self.clock, self.instances))
             config = {"stepfunctions": {"execute_state_machine": True}}
             if self.server_port is None:
                 self._exit.enter_context(mock_aws(config=config))  # type: ignore[call-overload]
@@ -116,6 +123,7 @@ class EmbeddedAws:
             self._exit.callback(reset_process_state)
             seed_account(self.client("ec2"), self.client("ssm"))
             self._deploy()
+            seed_images(self.client("ec2"), self.region)
         except BaseException:
             self._exit.close()
             raise
@@ -140,6 +148,22 @@ class EmbeddedAws:
         self._exit.enter_context(_env("MOTO_PORT", str(self.server_port)))
         self._exit.enter_context(_env("AWS_ENDPOINT_URL", self.endpoint_url or ""))
 
+    def _instance_endpoint(self) -> str:
+        """Where embedded instances' AWS CLI calls go: this server, or (in-process) a loopback
+        server of the same backends, started the first time an instance runs a command."""
+        if self.endpoint_url:
+            return self.endpoint_url
+        with self._instance_server_lock:  # two slots' instances may ask at once
+            if self._instance_server is None:
+                from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+                logging.getLogger("werkzeug").setLevel(logging.WARNING)
+                server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+                server.start()
+                self._exit.callback(server.stop)
+                self._instance_server = server
+        return f"http://127.0.0.1:{self._instance_server._server.server_port}"
+
     def client(self, service: str) -> BaseClient:
         return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
 
@@ -154,7 +178,7 @@ class EmbeddedAws:
         for name, parameter in template.get("Parameters", {}).items():
             refs.refs[name] = str(parameter.get("Default", ""))
         handled = {"AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Serverless::StateMachine",
-                   "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::DynamoDB::Table", "AWS::Logs::LogGroup"}
+                   "AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::Logs::LogGroup"}
 
         # The layer is this process's own eiplane package; the functions import it as on Lambda.
         for name in resources_of_type(template, "AWS::Serverless::LayerVersion"):
@@ -168,10 +192,8 @@ class EmbeddedAws:
             deploy_bucket(self.client("s3"), bucket, resource.get("Properties", {}), self.region)
             refs.refs[name] = bucket
             refs.attributes[f"{name}.Arn"] = f"arn:aws:s3:::{bucket}"
-        for resource in resources_of_type(template, "AWS::S3::BucketPolicy").values():
-            properties = refs.resolve(resource["Properties"])
-            self.client("s3").put_bucket_policy(Bucket=properties["Bucket"],
-                                                Policy=json.dumps(properties["PolicyDocument"]))
+        # Bucket policies are not applied: the template's denies every request that is not
+        # TLS, and the embedded AWS speaks plain HTTP on loopback (tests/static checks the policy).
         for name, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
             table = f"{self.stack_name}-{name}"
             deploy_table(self.client("dynamodb"), table, resource["Properties"])
@@ -261,6 +283,26 @@ def seed_account(ec2: BaseClient, ssm: BaseClient) -> None:
                                                   {"Name": "association.main", "Values": ["true"]}])
         ec2.create_route(RouteTableId=main["RouteTables"][0]["RouteTableId"],
                          DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
+
+
+# Images the public SSM parameters name, registered so DescribeImages knows them.
+IMAGES = {
+    "gpu": ("Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.9 (Ubuntu 24.04)", "/dev/sda1"),
+    "inferentia": ("Deep Learning AMI Neuron (Ubuntu 24.04)", "/dev/sda1"),
+    "eia": ("al2023-ami-2023-kernel-6.1-x86_64", "/dev/xvda"),
+}
+
+
+def seed_images(ec2: BaseClient, region: str) -> dict[str, str]:
+    from eiplane.backends import DEFAULT_IMAGE_PARAMETERS
+
+    values = {}
+    for backend, (name, root) in IMAGES.items():
+        image = ec2.register_image(Name=name, RootDeviceName=root, Architecture="x86_64", VirtualizationType="hvm",
+                                   BlockDeviceMappings=[{"DeviceName": root, "Ebs": {"VolumeSize": 75}}])["ImageId"]
+        values[DEFAULT_IMAGE_PARAMETERS[backend]] = image  # type: ignore[index]
+    moto_gaps.seed_public_parameters(ACCOUNT_ID, region, values)
+    return values
 
 
 def deploy_bucket(s3: BaseClient, bucket: str, properties: dict[str, Any], region: str) -> None:

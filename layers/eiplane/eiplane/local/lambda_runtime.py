@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from eiplane.aws import reset_clients
+from eiplane.aws import record_api_calls, reset_clients
 from eiplane.settings import get_settings
 
 
@@ -87,6 +87,8 @@ class LocalLambdaRuntime:
         self.functions: dict[str, LocalFunction] = {}
         self.stdout = stdout
         self.invocations: list[tuple[str, float, bool]] = []
+        # Every AWS call each function made ("service:Operation"): what its IAM policy must allow.
+        self.calls_by_function: dict[str, set[str]] = {}
         self.echo_logs = echo_logs
         self._lock = threading.Lock()
 
@@ -105,7 +107,11 @@ class LocalLambdaRuntime:
                 log_group_name=function.environment.get("AWS_LAMBDA_LOG_GROUP_NAME", ""),
             )
             try:
-                result = function.entrypoint()(event, context)
+                with record_api_calls() as calls:
+                    try:
+                        result = function.entrypoint()(event, context)
+                    finally:
+                        self.calls_by_function.setdefault(function_name, set()).update(calls.calls)
                 payload, errored = json.dumps(result), False
             except Exception as exc:  # every handler error becomes Lambda's error payload
                 payload = json.dumps({

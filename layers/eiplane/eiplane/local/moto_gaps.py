@@ -10,29 +10,47 @@ tests/integration/test_moto_canary.py, which fails loudly when a moto upgrade mo
 - EC2 ModifyVpcEndpoint ignores PrivateDnsEnabled. It is applied.
 - IAM knows AWS managed policies only if it loads all ~1,300 of them (a second per engine).
   It loads the few that eiplane attaches, or that tests attach as "too broad".
+- EC2 RunInstances ignores ClientToken and ElasticInferenceAccelerators; SSM never runs a
+  command, always answers Success, and has no DescribeInstanceInformation. EmbeddedInstances
+  (local/instances.py) does what the instance would; the patches below route to it.
+- SSM SendCommand with InstanceIds and no Targets runs on every instance of the account: it
+  is narrowed to the instances asked for.
+- SSM has none of the public /aws/service/deeplearning or /aws/service/neuron parameters:
+  `seed_public_parameters` adds them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import moto
 from moto.awslambda.models import LambdaFunction
+from moto.core.exceptions import JsonRESTError
+from moto.core.responses import ActionResult
+from moto.ec2.models import ec2_backends
+from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.vpcs import VPCs as Ec2VpcResponses
 from moto.iam.aws_managed_policies import aws_managed_policies_data
 from moto.iam.models import AWSManagedPolicy, IAMBackend
+from moto.ssm.models import Parameter, ssm_backends
+from moto.ssm.models import SimpleSystemManagerBackend as SsmBackend
+from moto.ssm.responses import SimpleSystemManagerResponse as SsmResponses
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
 from eiplane.local.lambda_runtime import LocalLambdaRuntime
+
+if TYPE_CHECKING:
+    from eiplane.local.instances import EmbeddedInstances
 
 SUPPORTED_MOTO = "5.2.5"
 AWS_MANAGED_POLICIES = ("AmazonSSMManagedInstanceCore", "AdministratorAccess", "AmazonEC2ReadOnlyAccess")
@@ -45,15 +63,35 @@ def _managed_policy_data() -> dict[str, Any]:
 
 
 class VirtualClock:
-    """Seconds that Wait states and Retry intervals would have slept."""
+    """Seconds that Wait states and Retry intervals would have slept.
+
+    A sleep costs no wall time, except while real work runs beside the state machine (an
+    embedded instance running a command): then it lasts until that work is done or the
+    interval has passed, so a poll that is retried finds the work as far along as it would be.
+    """
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self._lock = threading.Lock()
+        self._busy = 0
+        self._changed = threading.Condition()
 
     def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.seconds += max(0.0, float(seconds))
+        seconds = max(0.0, float(seconds))
+        with self._changed:
+            self.seconds += seconds
+            if self._busy:
+                self._changed.wait_for(lambda: self._busy == 0, timeout=seconds)
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        with self._changed:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy -= 1
+                self._changed.notify_all()
 
 
 class _RetrierTime:
@@ -72,7 +110,7 @@ def check_moto_version() -> None:
 
 
 @contextlib.contextmanager
-def patched(runtime: LocalLambdaRuntime, clock: VirtualClock) -> Iterator[None]:
+def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: EmbeddedInstances) -> Iterator[None]:
     check_moto_version()
 
     def invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
@@ -107,10 +145,70 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock) -> Iterator[None]:
         return [AWSManagedPolicy.from_data(name, self.account_id, self.region_name, data)
                 for name, data in _managed_policy_data().items()]
 
+    original_run_instances = InstanceResponse.run_instances
+
+    def run_instances(self: InstanceResponse) -> Any:
+        token = self._get_param("ClientToken")
+        if token:  # AWS: the same token returns the instances it launched, and launches none
+            for reservation in self.ec2_backend.reservations.values():
+                if any(getattr(i, "client_token", None) == token for i in reservation.instances):
+                    return ActionResult(reservation)
+        result = original_run_instances(self)
+        launched: Any = result.result
+        instances.launched(list(launched.instances), self._get_param("ElasticInferenceAccelerators", []))
+        return result
+
+    def describe_instance_information(self: SsmResponses) -> Any:
+        wanted: list[str] = []
+        for entry in [*self._get_param("Filters", []), *self._get_param("InstanceInformationFilterList", [])]:
+            if entry.get("Key") in ("InstanceIds", "InstanceId", "instanceIds"):
+                wanted += entry.get("Values", entry.get("valueSet", []))
+        backend = ec2_backends[self.current_account][self.region]
+        return ActionResult({"InstanceInformationList": instances.instance_information(backend, wanted or None)})
+
+    original_send_command = SsmBackend.send_command
+
+    def send_command(self: SsmBackend, **kwargs: Any) -> Any:
+        backend = ec2_backends[self.account_id][self.region_name]
+        for instance_id in kwargs.get("instance_ids") or []:
+            found = [i for r in backend.reservations.values() for i in r.instances if i.id == instance_id]
+            if not found or not instances.is_online(backend, found[0]):
+                # What AWS answers for an instance whose agent has not registered.
+                raise JsonRESTError("InvalidInstanceId", f"Instances [[{instance_id}]] not in a valid state "
+                                                         f"for account {self.account_id}")
+        asked = set(kwargs.get("instance_ids") or [])  # moto extends that very list
+        command = original_send_command(self, **kwargs)
+        if asked and not kwargs.get("targets"):
+            # moto adds every instance of the account when Targets is empty: keep the ones asked for.
+            command.instance_ids = [i for i in command.instance_ids if i in asked]
+            command.invocations = [i for i in command.invocations if i["InstanceId"] in asked]
+            command.target_count = command.completed_count = len(command.instance_ids)
+        if command.document_name == "AWS-RunShellScript":
+            for invocation in command.invocations:
+                instances.run(command, invocation)
+        return command
+
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(IAMBackend, "_init_aws_policies", some_aws_managed_policies))
+        stack.enter_context(mock.patch.object(InstanceResponse, "run_instances", run_instances))
+        stack.enter_context(mock.patch.object(SsmResponses, "describe_instance_information",
+                                              describe_instance_information, create=True))
+        stack.enter_context(mock.patch.object(SsmBackend, "send_command", send_command))
         stack.enter_context(mock.patch.object(LambdaFunction, "_invoke_lambda", invoke_in_process))
         stack.enter_context(mock.patch.object(WaitFunction, "_wait_interval", wait_virtually))
         stack.enter_context(mock.patch.object(retrier_decl, "time", _RetrierTime(clock)))
         stack.enter_context(mock.patch.object(Ec2VpcResponses, "modify_vpc_endpoint", modify_vpc_endpoint))
         yield
+
+
+def seed_public_parameters(account_id: str, region: str, values: dict[str, str]) -> None:
+    """Public parameters (names under /aws/service/) cannot be put through the API."""
+    parameters = ssm_backends[account_id][region]._parameters
+    for name, value in values.items():
+        versions = parameters[name]  # a new version where moto already has one (AL2023)
+        if not versions or versions[-1].value != value:
+            versions.append(Parameter(  # type: ignore[abstract]
+                account_id=account_id, name=name, value=value, parameter_type="String", description=None,
+                allowed_pattern=None, keyid=None, last_modified_date=datetime.datetime.now(datetime.UTC), version=1,
+                data_type="aws:ec2:image"))
+            versions[-1].version = len(versions)

@@ -30,6 +30,7 @@ class _BackendBase(_Strict):
     image_parameter: str | None = Field(
         default=None, description="SSM parameter holding the AMI id; the backend's default if unset"
     )
+    root_volume_gib: int = Field(default=100, ge=30, le=4096, description="encrypted gp3 root volume")
 
     @property
     def instance_types(self) -> list[str]:
@@ -122,11 +123,23 @@ class Capacity(_Strict):
         return self
 
 
+Precision = Literal["fp32", "fp16", "bf16"]
+
+
 class ModelArtifactRef(_Strict):
-    """A packed artifact in the fleet's prefix of the artifacts bucket."""
+    """A packed artifact (`eiplane artifact pack` / `push`) in the fleet's prefix of the
+    artifacts bucket, and the precisions each instance must reproduce its outputs in."""
 
     name: str = Field(pattern=SLUG_PATTERN)
     version: str = Field(pattern=SLUG_PATTERN)
+    precisions: tuple[Precision, ...] = Field(default=("fp32",), min_length=1)
+
+    @field_validator("precisions")
+    @classmethod
+    def _distinct(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(values)) != len(values):
+            raise ValueError("repeats a precision")
+        return values
 
 
 class FleetSpec(_Strict):

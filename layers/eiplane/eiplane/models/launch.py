@@ -1,0 +1,165 @@
+"""Inputs and outputs of the launch and validation states (one Map iteration per slot)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eiplane.models.prerequisites import ExecutionContext, Placement, PrerequisitesReport
+from eiplane.models.spec import FleetSpec
+
+# A slot's instance moves forward through these; a failed step terminates it ("failed").
+SlotState = Literal["launching", "registered", "artifact_verified", "validated", "in_service", "failed"]
+LIFECYCLE: tuple[SlotState, ...] = ("launching", "registered", "artifact_verified", "validated", "in_service")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ArtifactRef(_Model):
+    bucket: str
+    prefix: str
+    manifest_key: str
+    manifest_sha256: str
+    formats: list[str]
+    torch_version: str
+
+
+class AgentRef(_Model):
+    key: str
+    sha256: str
+
+
+class LaunchShared(_Model):
+    """What every slot of this execution launches with."""
+
+    image_id: str
+    image_parameter: str
+    root_device_name: str
+    device: Literal["cuda", "neuron", "eia", "cpu"]
+    artifact: ArtifactRef
+    agent: AgentRef
+    results_prefix: str
+    instance_profile_arn: str
+    security_group_id: str
+
+
+class SlotPlan(_Model):
+    index: int = Field(ge=0)
+    generation: int = Field(ge=0, description="bumped each time a failed slot is provisioned again")
+    resume_instance_id: str | None = Field(default=None, description="an instance of this slot still on its way")
+
+
+class LaunchPlanOutput(_Model):
+    shared: LaunchShared | None = Field(description="None when the fleet wants no instance")
+    slots: list[SlotPlan]
+    already_in_service: list[int]
+    mutating_calls: list[str]
+
+
+class LaunchResult(_Model):
+    instance_id: str
+    instance_type: str
+    subnet_id: str
+    availability_zone: str
+    image_id: str
+    attempts: list[str] = Field(description="each launch attempt that failed, and why")
+    resumed: bool
+    mutating_calls: list[str]
+
+
+class AgentReady(_Model):
+    mutating_calls: list[str]
+
+
+class CommandRef(_Model):
+    command_id: str
+    result_key: str
+    mutating_calls: list[str]
+
+
+class ValidationOutput(_Model):
+    result_key: str
+    summary: dict[str, Any]
+    mutating_calls: list[str]
+
+
+class SlotOutcome(_Model):
+    index: int
+    generation: int
+    state: SlotState
+    instance_id: str | None = None
+    instance_type: str | None = None
+    availability_zone: str | None = None
+    image_id: str | None = None
+    reason: str | None = Field(default=None, description="why the slot failed (the error and its message)")
+    validation: dict[str, Any] | None = None
+    attempts: list[str] = Field(default_factory=list)
+    mutating_calls: list[str] = Field(default_factory=list)
+
+
+class FleetReport(PrerequisitesReport):
+    """ProvisionFleet's output: the prerequisites report plus every slot."""
+
+    image_id: str | None
+    artifact_manifest_sha256: str | None
+    desired: int
+    in_service: int
+    instances: list[SlotOutcome]
+    complete: bool
+    message: str
+
+
+# --- state inputs -------------------------------------------------------------------------
+
+class PlanLaunchInput(_Model):
+    spec: FleetSpec
+    placement: Placement
+    context: ExecutionContext
+    instance_profile_arn: str
+    security_group_id: str
+
+
+class SlotInput(BaseModel):
+    """A Map iteration's state: each step receives all of it (extra keys are earlier steps'
+    results, ignored unless the step's model names them)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    spec: FleetSpec
+    placement: Placement
+    context: ExecutionContext
+    launch: LaunchShared
+    slot: SlotPlan
+
+
+class AwaitAgentInput(SlotInput):
+    instance: LaunchResult
+
+
+class SendValidationInput(AwaitAgentInput):
+    pass
+
+
+class AwaitValidationInput(AwaitAgentInput):
+    command: CommandRef
+
+
+class PutInServiceInput(AwaitValidationInput):
+    agent: AgentReady
+    validation: ValidationOutput
+
+
+class TerminateSlotInput(SlotInput):
+    instance: LaunchResult | None = None
+    error: dict[str, Any] = Field(description="the caught error: {Error, Cause}")
+
+
+class SummarizeFleetInput(_Model):
+    spec: FleetSpec
+    context: ExecutionContext
+    report: PrerequisitesReport
+    launch: LaunchPlanOutput
+    slots: list[SlotOutcome]

@@ -1,0 +1,1 @@
+"""The launch and validation stage: slots, instances, the agent over SSM, the lifecycle."""

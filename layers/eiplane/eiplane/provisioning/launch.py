@@ -1,0 +1,151 @@
+"""LaunchInstance: one slot's instance, placed where there is capacity.
+
+Candidates are tried in order: the preferred instance type in each of the fleet's zones
+(starting at a zone that depends on the slot, to spread slots), then the next allowed type.
+Capacity and unsupported-type errors move on to the next candidate; a quota error stops at
+once and names the quota; throttling is botocore's and then the ASL's to retry; a profile EC2
+cannot see yet is the ASL's to retry briefly. Every RunInstances carries a ClientToken derived
+from (fleet, slot, generation, type, subnet), so a retried step gets the same instance back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from eiplane import naming
+from eiplane.aws import aws_errors, client, error_code, paginate, record_api_calls
+from eiplane.errors import InstanceProfileNotReady, NoCapacity, QuotaExceeded
+from eiplane.models.launch import LaunchResult, SlotInput
+from eiplane.models.prerequisites import SubnetPlacement
+from eiplane.models.spec import EiaBackend, FleetSpec
+from eiplane.observability import logger
+from eiplane.provisioning.lifecycle import record_state
+
+NEXT_CANDIDATE = {"InsufficientInstanceCapacity", "InsufficientCapacity", "Unsupported",
+                  "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity"}
+QUOTA = {"InstanceLimitExceeded", "VcpuLimitExceeded", "MaxSpotInstanceCountExceeded"}
+# The Service Quotas names, so the message says exactly what to raise.
+QUOTA_NAMES = {
+    "g": "Running On-Demand G and VT instances",
+    "inf": "Running On-Demand Inf instances",
+    "m": "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
+    "c": "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
+}
+
+
+def quota_name(instance_type: str) -> str:
+    family = instance_type.split(".")[0]
+    prefix = "inf" if family.startswith("inf") else family[0]
+    return QUOTA_NAMES.get(prefix, "Running On-Demand instances (vCPU-based)")
+
+
+def client_token(spec: FleetSpec, index: int, generation: int, instance_type: str, subnet: str) -> str:
+    digest = hashlib.sha256(f"{spec.name}/{index}/{generation}/{instance_type}/{subnet}".encode()).hexdigest()
+    return f"eiplane-{digest[:48]}"  # ClientToken: at most 64 ASCII characters
+
+
+def candidates(spec: FleetSpec, subnets: list[SubnetPlacement], index: int,
+               offered: dict[str, set[str]]) -> list[tuple[str, SubnetPlacement]]:
+    start = index % len(subnets)
+    rotated = subnets[start:] + subnets[:start]
+    return [(t, s) for t in spec.backend.instance_types for s in rotated if s.availability_zone in offered.get(t, set())]
+
+
+def launch_instance(request: SlotInput) -> LaunchResult:
+    spec, slot, shared = request.spec, request.slot, request.launch
+    ec2 = client("ec2", spec.region)
+    with record_api_calls() as calls, aws_errors():
+        if slot.resume_instance_id:
+            result = _resumed(ec2, slot.resume_instance_id)
+        else:
+            result = _launch(ec2, request)
+            record_state(spec, slot.index, result.instance_id, "launching", {
+                "generation": slot.generation, "instance_type": result.instance_type,
+                "subnet_id": result.subnet_id, "availability_zone": result.availability_zone,
+                "image_id": result.image_id, "image_parameter": shared.image_parameter,
+                "launch_attempts": result.attempts, "reason": "",
+            }, tag=False)  # launched with its tags
+    return result.model_copy(update={"mutating_calls": calls.mutating})
+
+
+def _resumed(ec2: Any, instance_id: str) -> LaunchResult:
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return LaunchResult(instance_id=instance_id, instance_type=instance["InstanceType"], subnet_id=instance["SubnetId"],
+                        availability_zone=instance["Placement"]["AvailabilityZone"], image_id=instance["ImageId"],
+                        attempts=[], resumed=True, mutating_calls=[])
+
+
+def _offerings(ec2: Any, spec: FleetSpec, zones: list[str]) -> dict[str, set[str]]:
+    offered: dict[str, set[str]] = {}
+    for offering in paginate(ec2, "describe_instance_type_offerings", "InstanceTypeOfferings",
+                             LocationType="availability-zone",
+                             Filters=[{"Name": "instance-type", "Values": spec.backend.instance_types},
+                                      {"Name": "location", "Values": zones}]):
+        offered.setdefault(offering["InstanceType"], set()).add(offering["Location"])
+    return offered
+
+
+def _launch(ec2: Any, request: SlotInput) -> LaunchResult:
+    spec, slot, shared = request.spec, request.slot, request.launch
+    subnets = request.placement.subnets
+    offered = _offerings(ec2, spec, request.placement.availability_zones)
+    attempts: list[str] = []
+    for instance_type, subnet in candidates(spec, subnets, slot.index, offered):
+        try:
+            reservation = ec2.run_instances(**run_request(request, instance_type, subnet.subnet_id))
+        except ClientError as exc:
+            code = error_code(exc)
+            where = f"{instance_type} in {subnet.availability_zone}"
+            if code in NEXT_CANDIDATE:
+                attempts.append(f"{where}: {code}")
+                logger.warning(f"no capacity for {where} ({code}); trying the next candidate")
+                continue
+            if code in QUOTA:
+                raise QuotaExceeded(
+                    f"{code} launching {where}: raise the Service Quotas quota "
+                    f"'{quota_name(instance_type)}' in {spec.region} (EC2), then re-run") from exc
+            if code == "InvalidParameterValue" and "profile" in str(exc).lower():
+                raise InstanceProfileNotReady(f"EC2 does not see {shared.instance_profile_arn} yet: {exc}") from exc
+            raise
+        instance = reservation["Instances"][0]
+        logger.info(f"slot {slot.index}: launched {instance['InstanceId']} ({where_of(instance_type, subnet)})",
+                    extra={"attempts": attempts})
+        return LaunchResult(instance_id=instance["InstanceId"], instance_type=instance_type, subnet_id=subnet.subnet_id,
+                            availability_zone=subnet.availability_zone, image_id=shared.image_id, attempts=attempts,
+                            resumed=False, mutating_calls=[])
+    tried = "; ".join(attempts) or "no allowed instance type is offered in the fleet's zones"
+    raise NoCapacity(f"slot {slot.index}: no capacity for {', '.join(spec.backend.instance_types)} "
+                     f"in {', '.join(request.placement.availability_zones)} ({tried})")
+
+
+def where_of(instance_type: str, subnet: SubnetPlacement) -> str:
+    return f"{instance_type} in {subnet.availability_zone}, {subnet.subnet_id}"
+
+
+def run_request(request: SlotInput, instance_type: str, subnet_id: str) -> dict[str, Any]:
+    spec, slot, shared = request.spec, request.slot, request.launch
+    tags = naming.as_aws_tags({**naming.tags_for("instance", spec), "Name": f"eiplane-{spec.name}-{slot.index}",
+                               "eiplane:slot": str(slot.index), "eiplane:generation": str(slot.generation),
+                               "eiplane:state": "launching", "eiplane:image-id": shared.image_id})
+    run: dict[str, Any] = {
+        "ImageId": shared.image_id,
+        "InstanceType": instance_type,
+        "MinCount": 1,
+        "MaxCount": 1,
+        "SubnetId": subnet_id,
+        "SecurityGroupIds": [shared.security_group_id],
+        "IamInstanceProfile": {"Arn": shared.instance_profile_arn},
+        "ClientToken": client_token(spec, slot.index, slot.generation, instance_type, subnet_id),
+        # IMDSv2 only; one hop, so containers on the host cannot reach the instance's credentials.
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
+        "BlockDeviceMappings": [{"DeviceName": shared.root_device_name, "Ebs": {
+            "VolumeSize": spec.backend.root_volume_gib, "VolumeType": "gp3", "Encrypted": True,
+            "DeleteOnTermination": True}}],
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}, {"ResourceType": "volume", "Tags": tags}],
+    }
+    if isinstance(spec.backend, EiaBackend):
+        run["ElasticInferenceAccelerators"] = [{"Type": spec.backend.accelerator, "Count": 1}]
+    return run

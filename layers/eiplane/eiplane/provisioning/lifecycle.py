@@ -1,0 +1,105 @@
+"""A slot's lifecycle: launching -> registered -> artifact_verified -> validated -> in_service,
+or failed. Each step is recorded in the state table and as the instance's eiplane:state tag,
+so both the table and the EC2 console say where every instance stands."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from eiplane.aws import aws_errors, client, record_api_calls
+from eiplane.models.launch import (
+    FleetReport,
+    PutInServiceInput,
+    SlotOutcome,
+    SlotState,
+    SummarizeFleetInput,
+    TerminateSlotInput,
+)
+from eiplane.models.spec import FleetSpec
+from eiplane.observability import logger
+from eiplane.state import load_slots, save_slot
+
+
+def record_state(spec: FleetSpec, index: int, instance_id: str | None, state: SlotState,
+                 fields: dict[str, Any] | None = None, tag: bool = True) -> None:
+    save_slot(spec.name, index, {"state": state, "instance_id": instance_id, **(fields or {})})
+    if tag and instance_id:
+        client("ec2", spec.region).create_tags(Resources=[instance_id], Tags=[{"Key": "eiplane:state", "Value": state}])
+    logger.info(f"slot {index}: {instance_id or 'no instance'} {state}", extra={"slot": index, "state": state})
+
+
+def put_in_service(request: PutInServiceInput) -> SlotOutcome:
+    instance = request.instance
+    with record_api_calls() as calls, aws_errors():
+        record_state(request.spec, request.slot.index, instance.instance_id, "in_service")
+    earlier = [*instance.mutating_calls, *request.agent.mutating_calls, *request.command.mutating_calls,
+               *request.validation.mutating_calls]
+    return SlotOutcome(
+        index=request.slot.index, generation=request.slot.generation, state="in_service",
+        instance_id=instance.instance_id, instance_type=instance.instance_type,
+        availability_zone=instance.availability_zone, image_id=instance.image_id,
+        validation=request.validation.summary, attempts=instance.attempts, mutating_calls=[*earlier, *calls.mutating])
+
+
+def failure_reason(error: dict[str, Any]) -> str:
+    name, cause = error.get("Error", "Failed"), error.get("Cause") or ""
+    try:
+        message = json.loads(cause).get("errorMessage", cause)
+    except (ValueError, AttributeError):
+        message = cause
+    return f"{name}: {message}"
+
+
+def terminate_slot(request: TerminateSlotInput) -> SlotOutcome:
+    """The compensation every failed step of a slot is caught into: terminate the instance
+    (so nothing runs that is not in service) and record why."""
+    reason = failure_reason(request.error)
+    instance = request.instance
+    with record_api_calls() as calls, aws_errors():
+        if instance is not None:
+            ec2 = client("ec2", request.spec.region)
+            ec2.create_tags(Resources=[instance.instance_id], Tags=[{"Key": "eiplane:state", "Value": "failed"}])
+            ec2.terminate_instances(InstanceIds=[instance.instance_id])
+        record_state(request.spec, request.slot.index, instance.instance_id if instance else None, "failed",
+                     {"reason": reason, "generation": request.slot.generation}, tag=False)
+    logger.warning(f"slot {request.slot.index} failed: {reason}")
+    return SlotOutcome(
+        index=request.slot.index, generation=request.slot.generation, state="failed",
+        instance_id=instance.instance_id if instance else None,
+        instance_type=instance.instance_type if instance else None,
+        availability_zone=instance.availability_zone if instance else None,
+        image_id=instance.image_id if instance else None, reason=reason,
+        attempts=instance.attempts if instance else [],
+        mutating_calls=[*(instance.mutating_calls if instance else []), *calls.mutating])
+
+
+def summarize(request: SummarizeFleetInput) -> FleetReport:
+    spec = request.spec
+    outcomes = {o.index: o for o in request.slots}
+    with aws_errors():
+        records = load_slots(spec.name) if request.launch.already_in_service else {}
+    for index in request.launch.already_in_service:
+        record = records[index]
+        outcomes[index] = SlotOutcome(
+            index=index, generation=int(record.get("generation", 0)), state="in_service",
+            instance_id=record.get("instance_id"), instance_type=record.get("instance_type"),
+            availability_zone=record.get("availability_zone"), image_id=record.get("image_id"),
+            validation=record.get("validation"))
+    instances = [outcomes[i] for i in sorted(outcomes)]
+    in_service = sum(o.state == "in_service" for o in instances)
+    failed = [o for o in instances if o.state != "in_service"]
+    desired = spec.capacity.desired
+    message = f"{in_service} of {desired} instances in service"
+    if failed:
+        message += "; " + "; ".join(f"slot {o.index}: {o.reason}" for o in failed)
+    shared = request.launch.shared
+    mutating = [*request.report.mutating_calls, *request.launch.mutating_calls,
+                *(c for o in request.slots for c in o.mutating_calls)]
+    return FleetReport(
+        **{**request.report.model_dump(), "mutating_calls": mutating},
+        image_id=shared.image_id if shared else None,
+        artifact_manifest_sha256=shared.artifact.manifest_sha256 if shared else None,
+        desired=desired, in_service=in_service, instances=instances,
+        complete=in_service == desired, message=message,
+    )

@@ -1,0 +1,142 @@
+"""PlanLaunch: what this execution launches, with what image, artifact and agent.
+
+Read-only except for publishing the validation agent (content-addressed, so once per agent
+version). A slot already in service with its instance running is left alone, which is what
+makes re-running the same input add no instance and make no mutating call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from botocore.exceptions import ClientError
+
+from eiplane import naming
+from eiplane.aws import aws_errors, client, error_code, record_api_calls
+from eiplane.errors import ArtifactNotFound, ImageNotFound
+from eiplane.models.launch import AgentRef, ArtifactRef, LaunchPlanOutput, LaunchShared, PlanLaunchInput, SlotPlan
+from eiplane.models.spec import FleetSpec
+from eiplane.observability import logger
+from eiplane.settings import get_settings
+from eiplane.state import load_slots
+
+DEVICES = {"gpu": "cuda", "inferentia": "neuron", "eia": "eia"}
+_RUNNING = {"pending", "running"}
+
+
+def model_prefix(spec: FleetSpec) -> str:
+    return f"{naming.artifact_prefix(spec.name)}models/{spec.model.name}/{spec.model.version}/"
+
+
+def plan_launch(request: PlanLaunchInput) -> LaunchPlanOutput:
+    spec = request.spec
+    with record_api_calls() as calls, aws_errors():
+        slots = load_slots(spec.name)
+        running = _running_instances([s["instance_id"] for s in slots.values() if s.get("instance_id")], spec.region)
+        in_service = sorted(i for i, s in slots.items()
+                            if i < spec.capacity.desired and s.get("state") == "in_service"
+                            and s.get("instance_id") in running)
+        to_provision = [_slot_plan(i, slots.get(i), running) for i in range(spec.capacity.desired) if i not in in_service]
+        shared = _shared(request) if to_provision else None
+    logger.info(f"launch plan: {len(to_provision)} slot(s) to provision, {len(in_service)} in service",
+                extra={"slots": [s.model_dump() for s in to_provision], "in_service": in_service})
+    return LaunchPlanOutput(shared=shared, slots=to_provision, already_in_service=in_service,
+                            mutating_calls=calls.mutating)
+
+
+def _slot_plan(index: int, record: dict | None, running: set[str]) -> SlotPlan:
+    if record is None:
+        return SlotPlan(index=index, generation=0)
+    instance = record.get("instance_id")
+    if instance in running and record.get("state") not in ("failed", "in_service"):
+        # An earlier execution stopped mid-way: carry on with its instance.
+        return SlotPlan(index=index, generation=int(record["generation"]), resume_instance_id=instance)
+    # Failed, terminated, or in service on an instance that is gone: a new generation.
+    return SlotPlan(index=index, generation=int(record.get("generation", 0)) + 1)
+
+
+def _running_instances(instance_ids: list[str], region: str) -> set[str]:
+    if not instance_ids:
+        return set()
+    ec2 = client("ec2", region)
+    found = set()
+    for page in ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "instance-id", "Values": instance_ids}]):
+        for reservation in page["Reservations"]:
+            found |= {i["InstanceId"] for i in reservation["Instances"] if i["State"]["Name"] in _RUNNING}
+    return found
+
+
+def _shared(request: PlanLaunchInput) -> LaunchShared:
+    spec = request.spec
+    bucket = get_settings().artifacts_bucket
+    image_id = resolve_image(spec)
+    return LaunchShared(
+        image_id=image_id,
+        root_device_name=root_device_name(spec, image_id),
+        image_parameter=spec.backend.resolved_image_parameter,
+        device=DEVICES[spec.backend.type],  # type: ignore[arg-type]
+        artifact=read_artifact(spec, bucket),
+        agent=publish_agent(bucket),
+        results_prefix=f"{naming.artifact_prefix(spec.name)}results/",
+        instance_profile_arn=request.instance_profile_arn,
+        security_group_id=request.security_group_id,
+    )
+
+
+def resolve_image(spec: FleetSpec) -> str:
+    parameter = spec.backend.resolved_image_parameter
+    try:
+        value = client("ssm", spec.region).get_parameter(Name=parameter)["Parameter"]["Value"]
+    except ClientError as exc:
+        if error_code(exc) == "ParameterNotFound":
+            raise ImageNotFound(
+                f"SSM parameter {parameter} does not exist in {spec.region}: AWS retires framework-versioned "
+                "image names; set backend.image_parameter to a current one") from exc
+        raise
+    return str(value)
+
+
+def root_device_name(spec: FleetSpec, image_id: str) -> str:
+    images = client("ec2", spec.region).describe_images(ImageIds=[image_id])["Images"]
+    if not images:
+        raise ImageNotFound(f"{spec.backend.resolved_image_parameter} names {image_id}, which does not exist "
+                            f"in {spec.region} (or is not shared with this account)")
+    return str(images[0].get("RootDeviceName", "/dev/sda1"))
+
+
+def read_artifact(spec: FleetSpec, bucket: str) -> ArtifactRef:
+    from eiplane.artifacts.manifest import Manifest
+
+    prefix = model_prefix(spec)
+    key = f"{prefix}manifest.json"
+    try:
+        body = client("s3", get_settings().region).get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+            raise ArtifactNotFound(
+                f"s3://{bucket}/{key} does not exist: pack the model and push it with "
+                f"`eiplane artifact push DIR --fleet {spec.name}`") from exc
+        raise
+    manifest = Manifest.model_validate(json.loads(body))
+    return ArtifactRef(bucket=bucket, prefix=prefix, manifest_key=key,
+                       manifest_sha256=hashlib.sha256(body).hexdigest(),
+                       formats=sorted(manifest.formats.present()), torch_version=manifest.torch_version)
+
+
+def publish_agent(bucket: str) -> AgentRef:
+    """The agent the instances run is the one in this layer, stored by its digest."""
+    from eiplane.agent import AGENT_PATH
+
+    body = AGENT_PATH.read_bytes()
+    digest = hashlib.sha256(body).hexdigest()
+    key = f"agent/{digest}/eiplane_agent.py"
+    s3 = client("s3", get_settings().region)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256", Metadata={"sha256": digest})
+    return AgentRef(key=key, sha256=digest)

@@ -1,0 +1,258 @@
+"""Launch, validation by real inference over (embedded) SSM, and the lifecycle of each slot:
+the real ASL and handlers on the embedded AWS, the real agent on this machine's CPU."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eiplane.artifacts.demo_model import tiny_cnn
+from eiplane.artifacts.pack import pack
+from eiplane.artifacts.push import push
+from eiplane.executions import ExecutionResult
+from eiplane.local.engine import EmbeddedAws
+from tests.integration.conftest import Faults, failed_lambda_errors, spec_for
+
+SLOT_STATES = ["LaunchInstance", "AwaitAgent", "SendValidation", "AwaitValidation", "PutInService"]
+
+
+@pytest.fixture(scope="module")
+def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("artifact") / "tiny-cnn-1"
+    pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="1", out_dir=out, batch_sizes=(1, 4), target="any")
+    return out
+
+
+def push_artifact(aws: EmbeddedAws, fleet: str, directory: Path, name: str = "tiny-cnn", version: str = "1") -> dict:
+    return push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"],
+                f"fleets/{fleet}/models/{name}/{version}/", directory)
+
+
+def fleet_spec(backend: str, desired: int, **overrides: Any) -> dict[str, Any]:
+    spec = spec_for(backend, desired=desired, **overrides)
+    spec["model"] = {"name": "tiny-cnn", "version": "1", "precisions": ["fp32", "bf16"]}
+    return spec
+
+
+def running_instances(aws: EmbeddedAws) -> dict[str, dict[str, Any]]:
+    reservations = aws.client("ec2").describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+    return {i["InstanceId"]: i for r in reservations for i in r["Instances"]}
+
+
+def slot_records(aws: EmbeddedAws, fleet: str) -> dict[int, dict[str, Any]]:
+    items = aws.client("dynamodb").query(
+        TableName=aws.stack.outputs["FleetStateTableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :s)",
+        ExpressionAttributeValues={":pk": {"S": f"FLEET#{fleet}"}, ":s": {"S": "SLOT#"}})["Items"]
+    return {int(i["sk"]["S"][5:]): {k: next(iter(v.values())) for k, v in i.items()} for i in items}
+
+
+def assert_only_in_service_instances_run(aws: EmbeddedAws, fleet: str) -> None:
+    in_service = {r["instance_id"] for r in slot_records(aws, fleet).values() if r["state"] == "in_service"}
+    assert set(running_instances(aws)) == in_service
+
+
+def summary_output(result: ExecutionResult) -> dict[str, Any]:
+    """SummarizeFleet's output, also there when the execution failed as FleetIncomplete."""
+    exited = [e for e in result.events if e["type"] == "TaskStateExited"
+              and e["stateExitedEventDetails"]["name"] == "SummarizeFleet"]
+    return json.loads(exited[-1]["stateExitedEventDetails"]["output"])["fleet"]
+
+
+@pytest.fixture
+def gpu_fleet(aws: EmbeddedAws, artifact_dir: Path) -> Iterator[dict[str, Any]]:
+    push_artifact(aws, "demo-gpu", artifact_dir)
+    yield fleet_spec("gpu", desired=2)
+
+
+def test_two_instances_validated_by_inference_and_put_in_service(aws: EmbeddedAws, gpu_fleet: dict) -> None:
+    result = aws.run(gpu_fleet, name="gpu-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    report = result.output
+    assert (report["desired"], report["in_service"], report["complete"]) == (2, 2, True)
+    for slot_state in SLOT_STATES:
+        assert result.states_entered().count(slot_state) == 2
+    instances = running_instances(aws)
+    assert sorted(instances) == sorted(i["instance_id"] for i in report["instances"])
+    for outcome in report["instances"]:
+        assert outcome["state"] == "in_service"
+        validation = outcome["validation"]
+        assert validation["passed"] is True
+        assert validation["device"] == "cpu" and validation["requested_device"] == "cuda"
+        for fmt in validation["formats"].values():
+            for precision in ("fp32", "bf16"):
+                numbers = fmt["precisions"][precision]
+                assert numbers["passed"] is True and numbers["max_rel_error"] <= numbers["tolerance"]
+                assert set(numbers["latency"]) == {"1", "4"}
+                assert all(v["p50_ms"] > 0 and v["p99_ms"] >= v["p50_ms"] for v in numbers["latency"].values())
+        instance = instances[outcome["instance_id"]]
+        tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+        assert tags["eiplane:state"] == "in_service" and tags["eiplane:fleet"] == "demo-gpu"
+        assert instance["MetadataOptions"]["HttpTokens"] == "required"
+        assert instance["ImageId"] == report["image_id"]
+        assert instance["IamInstanceProfile"]["Arn"] == report["instance_profile_arn"]
+    zones = {o["availability_zone"] for o in report["instances"]}
+    assert len(zones) == 2, "slots are spread across zones"
+    volumes = aws.client("ec2").describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": list(instances)}])
+    assert volumes["Volumes"] and all(v["Encrypted"] for v in volumes["Volumes"])
+    records = slot_records(aws, "demo-gpu")
+    assert {r["state"] for r in records.values()} == {"in_service"}
+    assert all(r["image_id"] == report["image_id"] for r in records.values())
+
+
+def test_rerun_adds_no_instance_and_makes_no_mutating_call(aws: EmbeddedAws, gpu_fleet: dict) -> None:
+    first = aws.run(gpu_fleet, name="gpu-1")
+    second = aws.run(gpu_fleet, name="gpu-2")
+
+    assert first.status == second.status == "SUCCEEDED"
+    assert second.output["mutating_calls"] == []
+    assert sorted(running_instances(aws)) == sorted(i["instance_id"] for i in first.output["instances"])
+    assert [i["instance_id"] for i in second.output["instances"]] == [i["instance_id"] for i in first.output["instances"]]
+    assert "LaunchInstance" not in second.states_entered()
+
+
+def test_eia_instances_carry_their_accelerator(aws: EmbeddedAws, artifact_dir: Path) -> None:
+    push_artifact(aws, "demo-eia", artifact_dir)
+    result = aws.run(fleet_spec("eia", desired=1), name="eia-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    (instance,) = running_instances(aws).values()
+    (association,) = instance["ElasticInferenceAcceleratorAssociations"]
+    assert association["ElasticInferenceAcceleratorAssociationState"] == "associated"
+    assert result.output["instances"][0]["validation"]["requested_device"] == "eia"
+
+
+def test_tampered_artifact_is_rejected_before_loading_and_the_instance_terminated(
+        aws: EmbeddedAws, gpu_fleet: dict) -> None:
+    bucket = aws.stack.outputs["ArtifactsBucketName"]
+    aws.client("s3").put_object(Bucket=bucket, Key="fleets/demo-gpu/models/tiny-cnn/1/model.pt", Body=b"not the model")
+    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+
+    assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
+    assert "ArtifactRejected" in failed_lambda_errors(result)
+    (outcome,) = summary_output(result)["instances"]
+    assert outcome["state"] == "failed" and "model.pt" in outcome["reason"]
+    assert running_instances(aws) == {}
+    assert slot_records(aws, "demo-gpu")[0]["state"] == "failed"
+
+
+def test_outputs_beyond_tolerance_fail_validation(aws: EmbeddedAws, artifact_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    from eiplane.artifacts.manifest import load_manifest, sha256_file, write_manifest
+
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    for item in artifact_dir.iterdir():
+        (wrong / item.name).write_bytes(item.read_bytes())
+    examples = torch.load(wrong / "examples.pt", weights_only=True)
+    examples["outputs"] = [t * 1.5 for t in examples["outputs"]]  # not what the model computes
+    torch.save(examples, wrong / "examples.pt")
+    manifest = load_manifest(wrong)
+    write_manifest(manifest.model_copy(update={"files": {**manifest.files, "examples.pt": sha256_file(wrong / "examples.pt")}}),
+                   wrong)
+    push_artifact(aws, "demo-gpu", wrong)
+    result = aws.run(fleet_spec("gpu", desired=1), name="gpu-1")
+
+    assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
+    (outcome,) = summary_output(result)["instances"]
+    assert outcome["reason"].startswith("ValidationFailed:")
+    assert running_instances(aws) == {}
+
+
+def test_agent_that_never_registers_is_terminated(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+    faults.rewrite("ssm", "DescribeInstanceInformation", lambda parsed: parsed.update(InstanceInformationList=[]))
+    before = aws.clock.seconds
+    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+
+    assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
+    assert failed_lambda_errors(result).count("AgentNotReady") == 13
+    assert 9 * 60 < aws.clock.seconds - before < 13 * 60
+    (outcome,) = summary_output(result)["instances"]
+    assert outcome["reason"].startswith("AgentNotReady:")
+    assert running_instances(aws) == {}
+    assert "SendValidation" not in result.states_entered()
+
+
+def test_capacity_error_in_the_first_zone_moves_to_the_next(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+    first_zone_subnets = {s["SubnetId"] for s in aws.client("ec2").describe_subnets(
+        Filters=[{"Name": "availability-zone", "Values": ["us-east-1a"]}])["Subnets"]}
+    faults.fail("ec2", "RunInstances", "InsufficientInstanceCapacity", times=None,
+                when=lambda params: params["body"].get("SubnetId") in first_zone_subnets)
+    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    (outcome,) = result.output["instances"]
+    assert outcome["availability_zone"] != "us-east-1a"
+    assert outcome["attempts"] == ["g5.xlarge in us-east-1a: InsufficientInstanceCapacity"]
+    assert_only_in_service_instances_run(aws, "demo-gpu")
+
+
+def test_no_capacity_anywhere_moves_to_the_next_instance_type(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+    faults.fail("ec2", "RunInstances", "InsufficientInstanceCapacity", times=None,
+                when=lambda params: params["body"].get("InstanceType") == "g5.xlarge")
+    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    (outcome,) = result.output["instances"]
+    assert outcome["instance_type"] == "g6.xlarge"
+    assert len(outcome["attempts"]) == 5  # g5.xlarge in each of the five zones offering it
+
+
+def test_quota_error_fails_fast_and_names_the_quota(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+    faults.fail("ec2", "RunInstances", "VcpuLimitExceeded", times=None,
+                message="You have requested more vCPU capacity than your current vCPU limit of 0 allows")
+    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+
+    assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
+    assert failed_lambda_errors(result) == ["QuotaExceeded"]  # no retry
+    assert faults.triggered["ec2:RunInstances:VcpuLimitExceeded"] == 1  # no other zone or type tried
+    (outcome,) = summary_output(result)["instances"]
+    assert "Running On-Demand G and VT instances" in outcome["reason"]
+    assert running_instances(aws) == {}
+
+
+def test_throttled_launch_is_retried_with_backoff(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+    faults.fail("ec2", "RunInstances", "RequestLimitExceeded", times=2)
+    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    assert failed_lambda_errors(result).count("AwsThrottled") == 2
+    assert len(running_instances(aws)) == 1
+
+
+def test_instance_profile_not_yet_visible_is_retried_briefly(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+    faults.fail("ec2", "RunInstances", "InvalidParameterValue", times=1,
+                message="Value (arn:aws:iam::123456789012:instance-profile/eiplane/x) for parameter "
+                        "iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN")
+    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    assert failed_lambda_errors(result).count("InstanceProfileNotReady") == 1
+
+
+def test_missing_artifact_fails_before_any_launch(aws: EmbeddedAws) -> None:
+    result = aws.run(fleet_spec("gpu", desired=1), name="gpu-1")
+
+    assert (result.status, result.error) == ("FAILED", "ArtifactNotFound")
+    assert result.states_entered()[-2:] == ["PlanLaunch", "ProvisioningFailed"]
+    assert "eiplane artifact push" in (result.error_message() or "")
+    assert running_instances(aws) == {}
+
+
+def test_a_failed_slot_is_provisioned_again_by_a_rerun(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+    faults.fail("ec2", "RunInstances", "VcpuLimitExceeded", times=1)
+    one = {**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}
+    assert aws.run(one, name="gpu-1").error == "FleetIncomplete"
+
+    rerun = aws.run(one, name="gpu-2")
+
+    assert rerun.status == "SUCCEEDED", rerun.cause
+    records = slot_records(aws, "demo-gpu")
+    assert records[0]["state"] == "in_service" and int(records[0]["generation"]) == 1
+    assert_only_in_service_instances_run(aws, "demo-gpu")
