@@ -18,6 +18,14 @@ def _in_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
 
 
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("artifact") / "tiny-cnn-1"
+    assert main(["artifact", "pack", "--model", "eiplane.artifacts.demo_model:tiny_cnn", "--input", "3x32x32",
+                 "--name", "tiny-cnn", "--version", "1", "--out", str(out), "--batch-sizes", "1,4"]) == 0
+    return out
+
+
 def test_local_invoke_runs_the_handler_with_an_event_file(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["local", "invoke", "ValidateFleetSpecFunction", "-e", "events/validate_fleet_spec.json"])
 
@@ -52,16 +60,34 @@ def test_local_invoke_unknown_function_is_a_clear_error(capsys: pytest.CaptureFi
     assert "no function 'NoSuchFunction' in template.yaml; one of: " in capsys.readouterr().err
 
 
-def test_fleet_apply_local_follows_and_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fleet_apply_local_follows_and_writes_the_report(tmp_path: Path, artifact: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "report.json"
-    code = main(["fleet", "apply", "events/provision_fleet_inferentia.json", "--local", "--report", str(report)])
+    code = main(["fleet", "apply", "events/provision_fleet_inferentia.json", "--local", "--artifact", str(artifact),
+                 "--report", str(report)])
 
     out = capsys.readouterr().out
     assert code == 0
     assert "  > ValidateFleetSpec" in out and "  ok RecordPrerequisites" in out and "SUCCEEDED" in out
     assert "created   iam_role          eiplane-demo-inf2-instance" in out
+    assert "instances: 1 of 1 instances in service" in out
+    assert "validated on cpu (asked: neuron)" in out
     written = json.loads(report.read_text())
     assert written["fleet"] == "demo-inf2" and written["summary"]["created"] == 3
+    assert [i["state"] for i in written["instances"]] == ["in_service"]
+
+
+def test_fleet_apply_without_the_artifact_fails_naming_the_push(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fleet", "apply", "events/provision_fleet_gpu.json", "--local"]) == 1
+    err = capsys.readouterr().err
+    assert "ArtifactNotFound" in err and "eiplane artifact push" in err
+
+
+def test_artifact_pack_of_an_unknown_factory_is_a_named_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["artifact", "pack", "--model", "no.such.module:factory", "--input", "3x8x8", "--name", "x",
+                 "--version", "1", "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("ArtifactError: ")
 
 
 def test_fleet_apply_accepts_yaml_and_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,6 +135,11 @@ def test_demo_creates_then_finds_everything_with_zero_mutating_calls(tmp_path: P
     assert report["checks"]["second_run_mutating_calls"] == 0
     assert report["checks"]["second_run_inventory_unchanged"] is True
     first, second = report["passes"]
+    assert report["checks"]["gpu_instances_in_service"] == report["checks"]["gpu_instances_validated"] == 2
+    assert report["checks"]["second_run_same_instances"] is True
+    gpu = first["fleets"][1]["report"]
+    assert [i["state"] for i in gpu["instances"]] == ["in_service", "in_service"]
+    assert all(i["validation"]["formats"]["torchscript"]["precisions"]["fp16"]["passed"] for i in gpu["instances"])
     assert [r["report"]["backend"]["type"] for r in first["fleets"]] == ["eia", "gpu", "inferentia"]
     assert all(r["report"]["summary"]["created"] > 0 for r in first["fleets"])
     assert all({p["outcome"] for p in r["report"]["prerequisites"]} == {"found"} for r in second["fleets"])

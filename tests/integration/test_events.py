@@ -7,6 +7,7 @@ import pytest
 from pydantic import BaseModel
 
 from eiplane.errors import InvalidFleetSpec
+from eiplane.models import launch
 from eiplane.models import prerequisites as models
 from eiplane.models.spec import FleetSpec, parse_fleet_spec
 from tests.conftest import EVENTS, load_event
@@ -19,6 +20,14 @@ STATE_EVENTS: dict[str, type[BaseModel]] = {
     "ensure_vpc_endpoints.json": models.EnsureVpcEndpointsInput,
     "await_vpc_endpoints.json": models.AwaitVpcEndpointsInput,
     "record_prerequisites.json": models.RecordPrerequisitesInput,
+    "plan_launch.json": launch.PlanLaunchInput,
+    "launch_instance.json": launch.SlotInput,
+    "await_agent.json": launch.AwaitAgentInput,
+    "send_validation.json": launch.SendValidationInput,
+    "await_validation.json": launch.AwaitValidationInput,
+    "put_in_service.json": launch.PutInServiceInput,
+    "terminate_slot.json": launch.TerminateSlotInput,
+    "summarize_fleet.json": launch.SummarizeFleetInput,
 }
 GOOD_SPECS = ["provision_fleet_eia.json", "provision_fleet_gpu.json", "provision_fleet_inferentia.json"]
 

@@ -59,22 +59,38 @@ def run_with_cli(server: dict[str, Any], name: str, input_file: str) -> dict[str
         time.sleep(0.2)
 
 
-def test_aws_cli_starts_and_follows_executions_on_the_local_server(local_server: dict[str, Any]) -> None:
+def eiplane(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "eiplane"), *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          check=False, env={**os.environ, "AWS_ACCESS_KEY_ID": "testing",
+                                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
+
+
+def test_aws_cli_starts_and_follows_executions_on_the_local_server(local_server: dict[str, Any], tmp_path: Path) -> None:
+    artifact = tmp_path / "tiny-cnn-1"
+    packed = eiplane("artifact", "pack", "--model", "eiplane.artifacts.demo_model:tiny_cnn", "--input", "3x32x32",
+                     "--name", "tiny-cnn", "--version", "1", "--out", str(artifact), "--batch-sizes", "1,4")
+    assert packed.returncode == 0, packed.stderr
+    pushed = eiplane("artifact", "push", str(artifact), "--fleet", "demo-gpu", "--endpoint-url", local_server["endpoint_url"])
+    assert pushed.returncode == 0, pushed.stderr
+
     first = run_with_cli(local_server, "cli-1", "events/provision_fleet_gpu.json")
 
     assert first["status"] == "SUCCEEDED", first.get("cause")
     report = json.loads(first["output"])
     assert report["summary"] == {"found": 0, "created": 3, "repaired": 0}
+    assert report["in_service"] == 2 and all(i["validation"]["passed"] for i in report["instances"])
     groups = aws_cli(local_server, "ec2", "describe-security-groups", "--filters",
                      "Name=tag:eiplane:fleet,Values=demo-gpu")["SecurityGroups"]
     assert [g["GroupId"] for g in groups] == [report["instance_security_group_id"]]
 
     second = run_with_cli(local_server, "cli-2", "events/provision_fleet_gpu.json")
     assert json.loads(second["output"])["mutating_calls"] == []
+    instances = aws_cli(local_server, "ec2", "describe-instances", "--filters", "Name=tag:eiplane:state,Values=in_service")
+    assert len([i for r in instances["Reservations"] for i in r["Instances"]]) == 2
 
     history = aws_cli(local_server, "stepfunctions", "get-execution-history", "--execution-arn", second["executionArn"])
     entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e]
-    assert entered[0] == "ValidateFleetSpec" and entered[-1] == "PrerequisitesReady"
+    assert entered[0] == "ValidateFleetSpec" and entered[-1] == "FleetReady"
 
 
 def test_bad_spec_through_the_cli_fails_with_the_named_error(local_server: dict[str, Any]) -> None:
