@@ -256,3 +256,13 @@ def test_a_failed_slot_is_provisioned_again_by_a_rerun(aws: EmbeddedAws, gpu_fle
     records = slot_records(aws, "demo-gpu")
     assert records[0]["state"] == "in_service" and int(records[0]["generation"]) == 1
     assert_only_in_service_instances_run(aws, "demo-gpu")
+
+
+def test_compensation_that_fails_fails_the_execution_loudly(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+    faults.rewrite("ssm", "DescribeInstanceInformation", lambda parsed: parsed.update(InstanceInformationList=[]))
+    faults.fail("ec2", "TerminateInstances", "UnauthorizedOperation", times=None)
+    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+
+    assert (result.status, result.error) == ("FAILED", "AwsAccessDenied")
+    assert result.states_entered()[-3:] == ["TerminateSlot", "CompensationFailed", "ProvisioningFailed"]
+    assert "TerminateInstances" in (result.error_message() or "")

@@ -18,7 +18,7 @@ RUNTIME_PROVIDED = {"boto3", "botocore"}  # the python3.12 Lambda runtime ships 
 DISTRIBUTION_OF = {"aws_lambda_powertools": "aws-lambda-powertools", "pydantic": "pydantic"}
 # Never imported by a function: the embedded AWS and the CLI run on your machine, the
 # packer there too, and the validation agent on the fleet's instances (it needs torch).
-LOCAL_ONLY = ("local", "cli", "agent", "artifacts/pack.py", "artifacts/demo_model.py")
+LOCAL_ONLY = ("local", "cli", "bench", "agent", "artifacts/pack.py", "artifacts/demo_model.py")
 
 
 def _top_level_imports(path: Path) -> set[str]:

@@ -5,6 +5,7 @@
   eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane]
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
+  eiplane bench control-plane-cost [--sizes 0,1,2,4] [--json FILE]
   eiplane demo [--report FILE.json]
 """
 
@@ -75,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("-e", "--event", required=True, help="event file, e.g. events/validate_fleet_spec_gpu.json")
     invoke.add_argument("--region", default="us-east-1")
     invoke.set_defaults(handler=commands.local_invoke)
+
+    bench = sub.add_parser("bench", help="the benchmarks in docs/").add_subparsers(dest="bench_command", required=True)
+    cost = bench.add_parser("control-plane-cost", help="state transitions per provisioned instance (embedded AWS)")
+    cost.add_argument("--sizes", default="0,1,2,4", help="fleet sizes to run; the first is the baseline")
+    cost.add_argument("--json", help="also write the measurements here")
+    cost.set_defaults(handler=commands.bench_control_plane_cost)
 
     demo = sub.add_parser("demo", help="the prerequisites stage for eia, gpu and inferentia, twice, on the embedded AWS")
     demo.add_argument("--report", help="write the demo's report as JSON here")

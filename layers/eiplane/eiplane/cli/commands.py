@@ -223,6 +223,16 @@ def _by_code_dir(aws: Any, name: str) -> str:
     raise CommandError(f"no function {name!r} in template.yaml; one of: {known}")
 
 
+def bench_control_plane_cost(args: argparse.Namespace) -> int:
+    from eiplane.bench.control_plane_cost import measure, render
+
+    measured = measure(tuple(int(n) for n in args.sizes.split(",")))
+    print(render(measured))
+    if args.json:
+        write_json(args.json, measured)
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from eiplane.cli.demo import run_demo
 

@@ -1,0 +1,1 @@
+"""Benchmarks the project documents (docs/), each a command: `eiplane bench ...`."""
