@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -14,4 +15,9 @@ from eiplane.provisioning.lifecycle import summarize
 @metrics.log_metrics
 @event_parser(model=SummarizeFleetInput)
 def lambda_handler(event: SummarizeFleetInput, context: LambdaContext) -> dict[str, Any]:
-    return summarize(event).model_dump(mode="json")
+    report = summarize(event)
+    metrics.add_dimension(name="Fleet", value=report.fleet)
+    metrics.add_metric(name="InstancesInService", unit=MetricUnit.Count, value=report.in_service)
+    metrics.add_metric(name="SlotsFailed", unit=MetricUnit.Count, value=len(report.instances) - report.in_service)
+    logger.info(report.message, extra={"complete": report.complete})
+    return report.model_dump(mode="json")

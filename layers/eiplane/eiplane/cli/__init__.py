@@ -2,6 +2,7 @@
 
   eiplane artifact pack --model PKG.MODULE:FACTORY --input 3x224x224 --name N --version V --out DIR
   eiplane artifact push DIR --fleet F [--stack-name eiplane | --bucket B | --endpoint-url URL]
+  eiplane artifact validate DIR [--device cuda] [--precisions fp32,fp16,bf16]
   eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane]
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
@@ -63,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--stack-name", default="eiplane")
     push.add_argument("--region")
     push.set_defaults(handler=commands.artifact_push)
+    check = artifact.add_parser("validate", help="run the validation agent here, as an instance would")
+    check.add_argument("artifact_dir")
+    check.add_argument("--device", default="cpu", choices=["cpu", "cuda", "neuron", "eia"])
+    check.add_argument("--precisions", default="fp32,fp16,bf16")
+    check.add_argument("--iterations", type=int, default=30)
+    check.add_argument("--out", help="write the agent's result JSON here (default: a temporary file)")
+    check.set_defaults(handler=commands.artifact_validate)
 
     local = sub.add_parser("local", help="the embedded AWS").add_subparsers(dest="local_command", required=True)
     up = local.add_parser("up", help="serve the deployed template on a loopback endpoint for the AWS CLI and SDKs")

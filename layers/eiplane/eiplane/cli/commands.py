@@ -16,7 +16,7 @@ import boto3
 import yaml
 from botocore.client import BaseClient
 
-from eiplane.cli.progress import fleet_summary_from_history, follow, print_plan, print_report
+from eiplane.cli.progress import fleet_summary_from_history, follow, print_plan, print_report, print_report_validation
 from eiplane.errors import InvalidFleetSpec
 from eiplane.models.spec import parse_fleet_spec
 
@@ -129,6 +129,27 @@ def artifact_push(args: argparse.Namespace) -> int:
     print(f"pushed to s3://{bucket}/{prefix} (manifest sha256 {pushed['manifest_sha256']}); "
           f"the fleet spec's model is {{name: {manifest.name}, version: {manifest.version}}}")
     return 0
+
+
+def artifact_validate(args: argparse.Namespace) -> int:
+    """The agent, with the interpreter running this command, on this machine's device."""
+    import subprocess
+    import tempfile
+
+    from eiplane.agent import AGENT_PATH
+    from eiplane.artifacts.manifest import manifest_digest
+    from eiplane.artifacts.result import ValidationResult
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.out or str(Path(scratch) / "result.json")
+        completed = subprocess.run(
+            [sys.executable, str(AGENT_PATH), "--artifact", args.artifact_dir,
+             "--manifest-sha256", manifest_digest(args.artifact_dir), "--device", args.device,
+             "--precisions", args.precisions, "--instance-id", "local", "--iterations", str(args.iterations),
+             "--out", out], check=False)
+        result = ValidationResult.model_validate(json.loads(Path(out).read_text()))
+    print_report_validation(result.summary())
+    return completed.returncode
 
 
 def _artifacts_bucket(session: boto3.session.Session, s3: BaseClient, args: argparse.Namespace) -> str:

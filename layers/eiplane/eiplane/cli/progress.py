@@ -107,19 +107,27 @@ def print_instances(report: dict[str, Any], out: TextIO) -> None:
             print(f"            {slot['reason']}", file=out)
         for attempt in slot.get("attempts", []):
             print(f"            tried {attempt}", file=out)
-        validation = slot.get("validation") or {}
-        if validation:
-            print(f"            validated on {validation['device']} (asked: {validation['requested_device']}), "
-                  f"torch {validation.get('torch_version')}", file=out)
-        for fmt, numbers in validation.get("formats", {}).items():
-            for precision, result in numbers["precisions"].items():
-                latency = "; ".join(f"b{size} p50 {v['p50_ms']:.2f} ms p99 {v['p99_ms']:.2f} ms "
-                                    f"{v['throughput_per_s']:.0f}/s"
-                                    for size, v in sorted(result["latency"].items(), key=lambda kv: int(kv[0])))
-                verdict = "ok" if result["passed"] else "FAIL"
-                error = result["max_rel_error"]
-                print(f"            {fmt:<12} {precision} {verdict} err {error:.1e} (tol {result['tolerance']:.0e}) "
-                      f"{latency}", file=out)
+        if slot.get("validation"):
+            print_report_validation(slot["validation"], out, indent=" " * 12)
+
+
+def print_report_validation(validation: dict[str, Any], out: TextIO | None = None, indent: str = "") -> None:
+    """What the agent measured: per format and precision, the error and the latencies."""
+    out = out or sys.stdout
+    device = validation["device"] + (f" ({validation['cuda_device_name']})" if validation.get("cuda_device_name") else "")
+    print(f"{indent}validated on {device} (asked: {validation['requested_device']}), "
+          f"torch {validation.get('torch_version')}: {'passed' if validation['passed'] else 'FAILED'}", file=out)
+    if validation.get("failure"):
+        print(f"{indent}{validation['failure']['stage']}: {validation['failure']['message']}", file=out)
+    for fmt, numbers in validation.get("formats", {}).items():
+        print(f"{indent}{fmt}: loaded in {numbers['load_s']:.2f} s", file=out)
+        for precision, result in numbers["precisions"].items():
+            latency = "; ".join(f"b{size} p50 {v['p50_ms']:.2f} ms p99 {v['p99_ms']:.2f} ms {v['throughput_per_s']:.0f}/s"
+                                for size, v in sorted(result["latency"].items(), key=lambda kv: int(kv[0])))
+            verdict = "ok" if result["passed"] else "FAIL"
+            error = result["max_rel_error"]
+            error_text = f"{error:.1e}" if error is not None else "-"
+            print(f"{indent}  {precision} {verdict} err {error_text} (tol {result['tolerance']:.0e}) {latency}", file=out)
 
 
 def fleet_summary_from_history(result: ExecutionResult) -> dict[str, Any] | None:
