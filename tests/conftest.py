@@ -18,6 +18,17 @@ def load_event(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
 
 
+@pytest.fixture(scope="session")
+def tiny_cnn_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo CNN packed once per test session (batch sizes 1 and 4 keep the agent quick)."""
+    from eiplane.artifacts.demo_model import tiny_cnn
+    from eiplane.artifacts.pack import pack
+
+    out = tmp_path_factory.mktemp("artifact") / "tiny-cnn-1"
+    pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="1", out_dir=out, batch_sizes=(1, 4), target="any")
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach a real account: fake credentials, and no profile or endpoint leaks in."""

@@ -10,8 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eiplane.artifacts.demo_model import tiny_cnn
-from eiplane.artifacts.pack import pack
 from eiplane.artifacts.push import push
 from eiplane.local.engine import EmbeddedAws
 from eiplane.local.template import load_template
@@ -71,10 +69,8 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
 
 
 def test_every_call_each_function_makes_is_allowed_by_its_policy(aws: EmbeddedAws, faults: Faults,
-                                                                 tmp_path: Path) -> None:
-    artifact = tmp_path / "artifact"
-    pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="1", out_dir=artifact, batch_sizes=(1,), target="any")
-    _exercise_everything(aws, faults, artifact)
+                                                                 tiny_cnn_artifact: Path) -> None:
+    _exercise_everything(aws, faults, tiny_cnn_artifact)
     assert aws.runtime is not None
     template = load_template(ROOT / "template.yaml")
     prefix = f"{aws.stack_name}-"

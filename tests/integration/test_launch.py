@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from eiplane.artifacts.demo_model import tiny_cnn
-from eiplane.artifacts.pack import pack
 from eiplane.artifacts.push import push
 from eiplane.executions import ExecutionResult
 from eiplane.local.engine import EmbeddedAws
@@ -20,11 +18,9 @@ from tests.integration.conftest import Faults, failed_lambda_errors, spec_for
 SLOT_STATES = ["LaunchInstance", "AwaitAgent", "SendValidation", "AwaitValidation", "PutInService"]
 
 
-@pytest.fixture(scope="module")
-def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("artifact") / "tiny-cnn-1"
-    pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="1", out_dir=out, batch_sizes=(1, 4), target="any")
-    return out
+@pytest.fixture
+def artifact_dir(tiny_cnn_artifact: Path) -> Path:
+    return tiny_cnn_artifact
 
 
 def push_artifact(aws: EmbeddedAws, fleet: str, directory: Path, name: str = "tiny-cnn", version: str = "1") -> dict:

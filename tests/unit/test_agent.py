@@ -16,21 +16,11 @@ import pytest
 from eiplane.agent import AGENT_PATH, agent_sha256
 from eiplane.artifacts.manifest import manifest_digest
 from eiplane.artifacts.result import ValidationResult
-from tests.unit.conftest_torch import copy_artifact, flip_byte, pack_tiny_cnn, rewrite_manifest, sha256
+from tests.unit.artifact_helpers import flip_byte, rewrite_manifest, sha256
 
 ALLOWED_THIRD_PARTY = {"torch", "torch_neuronx"}  # torch_neuronx: only on --device neuron, and it is torch's Neuron plugin
 
 
-@pytest.fixture(scope="module")
-def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny") / "artifact"
-    pack_tiny_cnn(out)
-    return out
-
-
-@pytest.fixture
-def artifact(packed: Path, tmp_path: Path) -> Path:
-    return copy_artifact(packed, tmp_path / "artifact")
 
 
 def run_agent(
@@ -155,7 +145,6 @@ def test_outputs_off_the_golden_fail_parity_with_the_numbers(artifact: Path, tmp
 
 
 def test_a_model_whose_weights_cannot_be_cast_runs_under_autocast(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
     import torch
 
     from eiplane.artifacts.pack import pack
@@ -183,7 +172,6 @@ def test_a_model_whose_weights_cannot_be_cast_runs_under_autocast(tmp_path: Path
     ("neuron", "torch_neuronx"),
 ])
 def test_an_accelerator_this_torch_cannot_drive_fails_to_load(packed: Path, tmp_path: Path, device: str, message: str) -> None:
-    pytest.importorskip("torch")
     code, raw, output = run_agent(packed, tmp_path / "result.json", device=device, precisions="fp32")
     assert code == 4, output
     result = ValidationResult.model_validate(raw)
@@ -192,7 +180,7 @@ def test_an_accelerator_this_torch_cannot_drive_fails_to_load(packed: Path, tmp_
 
 
 def test_cuda_without_a_gpu_fails_to_load(packed: Path, tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     code, raw, output = run_agent(packed, tmp_path / "result.json", device="cuda", precisions="fp32")

@@ -15,23 +15,12 @@ from pydantic import ValidationError
 from eiplane.artifacts import ArtifactError
 from eiplane.artifacts.manifest import Manifest, load_manifest, manifest_digest, sha256_file
 from eiplane.artifacts.push import push
-from tests.unit.conftest_torch import TINY_SHAPE, copy_artifact, flip_byte, pack_tiny_cnn, rewrite_manifest
+from tests.unit.artifact_helpers import TINY_SHAPE, flip_byte, pack_tiny_cnn, rewrite_manifest
 
 BUCKET = "eiplane-artifacts-test"
 PREFIX = "fleets/demo/models/tiny-cnn/1/"
 
 
-@pytest.fixture(scope="module")
-def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny") / "artifact"
-    pack_tiny_cnn(out)
-    return out
-
-
-@pytest.fixture
-def artifact(packed: Path, tmp_path: Path) -> Path:
-    """A copy of the packed artifact that a test may damage."""
-    return copy_artifact(packed, tmp_path / "artifact")
 
 
 def _golden(packed: Path) -> tuple[Any, Any]:
@@ -118,7 +107,6 @@ def test_a_single_example_still_exports_with_a_dynamic_batch(tmp_path: Path) -> 
 
 
 def _branchy_model() -> Any:
-    pytest.importorskip("torch")
     import torch
 
     class Branchy(torch.nn.Module):
@@ -154,7 +142,6 @@ def test_pack_fails_when_no_asked_format_works(tmp_path: Path) -> None:
 
 
 def test_pack_rejects_bad_arguments(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
     from eiplane.artifacts.demo_model import tiny_cnn
     from eiplane.artifacts.pack import pack
 
@@ -276,7 +263,8 @@ def test_push_names_the_file_that_does_not_read_back(s3: Any, artifact: Path) ->
 # --- loading models ------------------------------------------------------------------------
 
 def test_load_model_factory_calls_the_factory() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     from eiplane.artifacts.pack import load_model_factory
 
     model = load_model_factory("eiplane.artifacts.demo_model:tiny_cnn")
@@ -291,7 +279,6 @@ def test_load_model_factory_calls_the_factory() -> None:
     ("builtins:dict", "returned dict, not a torch.nn.Module"),
 ])
 def test_load_model_factory_explains_a_bad_path(spec: str, message: str) -> None:
-    pytest.importorskip("torch")
     from eiplane.artifacts.pack import load_model_factory
 
     with pytest.raises(ArtifactError, match=message):
@@ -299,7 +286,8 @@ def test_load_model_factory_explains_a_bad_path(spec: str, message: str) -> None
 
 
 def test_load_saved_module_needs_trust_for_a_pickled_module(packed: Path, tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     from eiplane.artifacts.pack import load_saved_module
 
     assert isinstance(load_saved_module(packed / "model.pt"), torch.jit.ScriptModule)

@@ -89,16 +89,21 @@ def resolve_placement(spec: FleetSpec) -> Placement:
     )
 
 
-def _instance_type_problems(spec: FleetSpec, zones: list[str]) -> list[str]:
-    if not zones:
-        return []
-    ec2 = client("ec2", spec.region)
+def offered_zones(spec: FleetSpec, zones: list[str]) -> dict[str, set[str]]:
+    """For each of the backend's instance types, the zones (of those given) that offer it."""
     offered: dict[str, set[str]] = {}
-    for offering in paginate(ec2, "describe_instance_type_offerings", "InstanceTypeOfferings",
+    for offering in paginate(client("ec2", spec.region), "describe_instance_type_offerings", "InstanceTypeOfferings",
                              LocationType="availability-zone",
                              Filters=[{"Name": "instance-type", "Values": spec.backend.instance_types},
                                       {"Name": "location", "Values": zones}]):
         offered.setdefault(offering["InstanceType"], set()).add(offering["Location"])
+    return offered
+
+
+def _instance_type_problems(spec: FleetSpec, zones: list[str]) -> list[str]:
+    if not zones:
+        return []
+    offered = offered_zones(spec, zones)
     return [
         f"backend.instance_type: {t} is not offered in the fleet's availability zones ({', '.join(zones)})"
         for t in spec.backend.instance_types if not offered.get(t)

@@ -16,12 +16,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from eiplane import naming
-from eiplane.aws import aws_errors, client, error_code, paginate, record_api_calls
+from eiplane.aws import aws_errors, client, error_code, record_api_calls
 from eiplane.errors import InstanceProfileNotReady, NoCapacity, QuotaExceeded
 from eiplane.models.launch import LaunchResult, SlotInput
 from eiplane.models.prerequisites import SubnetPlacement
 from eiplane.models.spec import EiaBackend, FleetSpec
 from eiplane.observability import logger
+from eiplane.prerequisites.placement import offered_zones
 from eiplane.provisioning.lifecycle import record_state
 
 NEXT_CANDIDATE = {"InsufficientInstanceCapacity", "InsufficientCapacity", "Unsupported",
@@ -78,20 +79,10 @@ def _resumed(ec2: Any, instance_id: str) -> LaunchResult:
                         attempts=[], resumed=True, mutating_calls=[])
 
 
-def _offerings(ec2: Any, spec: FleetSpec, zones: list[str]) -> dict[str, set[str]]:
-    offered: dict[str, set[str]] = {}
-    for offering in paginate(ec2, "describe_instance_type_offerings", "InstanceTypeOfferings",
-                             LocationType="availability-zone",
-                             Filters=[{"Name": "instance-type", "Values": spec.backend.instance_types},
-                                      {"Name": "location", "Values": zones}]):
-        offered.setdefault(offering["InstanceType"], set()).add(offering["Location"])
-    return offered
-
-
 def _launch(ec2: Any, request: SlotInput) -> LaunchResult:
     spec, slot, shared = request.spec, request.slot, request.launch
     subnets = request.placement.subnets
-    offered = _offerings(ec2, spec, request.placement.availability_zones)
+    offered = offered_zones(spec, request.placement.availability_zones)
     attempts: list[str] = []
     for instance_type, subnet in candidates(spec, subnets, slot.index, offered):
         try:
