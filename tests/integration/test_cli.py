@@ -77,6 +77,13 @@ def test_fleet_apply_local_follows_and_writes_the_report(tmp_path: Path, artifac
     assert [i["state"] for i in written["instances"]] == ["in_service"]
 
 
+def test_artifact_validate_runs_the_agent_here(artifact: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["artifact", "validate", str(artifact), "--precisions", "fp32,bf16", "--iterations", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "validated on cpu (asked: cpu), torch " in out and ": passed" in out
+    assert "  fp32 ok err " in out and "  bf16 ok err " in out
+
+
 def test_fleet_apply_without_the_artifact_fails_naming_the_push(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fleet", "apply", "events/provision_fleet_gpu.json", "--local"]) == 1
     err = capsys.readouterr().err

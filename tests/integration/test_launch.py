@@ -198,6 +198,7 @@ def test_no_capacity_anywhere_moves_to_the_next_instance_type(aws: EmbeddedAws, 
     (outcome,) = result.output["instances"]
     assert outcome["instance_type"] == "g6.xlarge"
     assert len(outcome["attempts"]) == 5  # g5.xlarge in each of the five zones offering it
+    assert_only_in_service_instances_run(aws, "demo-gpu")
 
 
 def test_quota_error_fails_fast_and_names_the_quota(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
@@ -220,6 +221,7 @@ def test_throttled_launch_is_retried_with_backoff(aws: EmbeddedAws, gpu_fleet: d
     assert result.status == "SUCCEEDED", result.cause
     assert failed_lambda_errors(result).count("AwsThrottled") == 2
     assert len(running_instances(aws)) == 1
+    assert_only_in_service_instances_run(aws, "demo-gpu")
 
 
 def test_instance_profile_not_yet_visible_is_retried_briefly(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
@@ -230,6 +232,7 @@ def test_instance_profile_not_yet_visible_is_retried_briefly(aws: EmbeddedAws, g
 
     assert result.status == "SUCCEEDED", result.cause
     assert failed_lambda_errors(result).count("InstanceProfileNotReady") == 1
+    assert_only_in_service_instances_run(aws, "demo-gpu")
 
 
 def test_missing_artifact_fails_before_any_launch(aws: EmbeddedAws) -> None:
