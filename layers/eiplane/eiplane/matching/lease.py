@@ -1,0 +1,54 @@
+"""One tick per fleet at a time: a lease in the state table, taken with a conditional write.
+
+Overlapping ticks (the schedule and the alarm fast path, or a slow tick and the next one)
+would otherwise both see "3 ready, want 5" and launch twice. The lease expires on its own, so a
+tick that dies does not block the fleet for longer than its time to live.
+"""
+
+from __future__ import annotations
+
+import time
+
+from botocore.exceptions import ClientError
+
+from eiplane.aws import client, error_code
+from eiplane.settings import get_settings
+from eiplane.state import fleet_key
+
+LEASE = "LEASE"
+
+
+def acquire(fleet: str, owner: str, ttl_s: int, now: float | None = None) -> bool:
+    """True if `owner` now holds the fleet's lease (taken, or already its own)."""
+    settings = get_settings()
+    now = time.time() if now is None else now
+    try:
+        client("dynamodb", settings.region).put_item(
+            TableName=settings.state_table,
+            Item={**fleet_key(fleet, LEASE), "owner": {"S": owner}, "expires_at": {"N": str(int(now + ttl_s))},
+                  "ttl": {"N": str(int(now + ttl_s + 86400))}},
+            ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
+        )
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def release(fleet: str, owner: str) -> bool:
+    """Give the lease back if `owner` still holds it; False if it had expired and moved on."""
+    settings = get_settings()
+    try:
+        client("dynamodb", settings.region).delete_item(
+            TableName=settings.state_table, Key=fleet_key(fleet, LEASE),
+            ConditionExpression="#owner = :owner", ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":owner": {"S": owner}},
+        )
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
