@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from eiplane.aws import client
 
@@ -40,7 +41,7 @@ def observe(fleet: str, region: str, minutes: int, now: datetime | None = None) 
     """The last `minutes` whole minutes of the fleet's signals (oldest first)."""
     end = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     start = end - timedelta(minutes=minutes)
-    queries = [{
+    queries: list[dict[str, Any]] = [{
         "Id": field.replace("_", ""),
         "MetricStat": {"Metric": {"Namespace": NAMESPACE, "MetricName": metric,
                                   "Dimensions": [{"Name": DIMENSION, "Value": fleet}]},
