@@ -16,9 +16,10 @@ pytestmark = pytest.mark.static
 LAYER = ROOT / "layers" / "eiplane"
 RUNTIME_PROVIDED = {"boto3", "botocore"}  # the python3.12 Lambda runtime ships these
 DISTRIBUTION_OF = {"aws_lambda_powertools": "aws-lambda-powertools", "pydantic": "pydantic"}
-# Never imported by a function: the embedded AWS and the CLI run on your machine, the
-# packer there too, and the validation agent on the fleet's instances (it needs torch).
-LOCAL_ONLY = ("local", "cli", "bench", "agent", "artifacts/pack.py", "artifacts/demo_model.py")
+# Never imported by a function: the embedded AWS, the CLI, the packer, the capacity simulator
+# and benchmark run on your machine, and the validation agent on the fleet's instances.
+LOCAL_ONLY = ("local", "cli", "bench", "agent", "artifacts/pack.py", "artifacts/demo_model.py",
+              "capacity/simulate.py", "capacity/benchmark.py", "capacity/traces.py")
 
 
 def _top_level_imports(path: Path) -> set[str]:

@@ -7,6 +7,8 @@
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
   eiplane bench control-plane-cost [--sizes 0,1,2,4] [--json FILE]
+  eiplane bench capacity [--no-curves] [--out out]
+  eiplane simulate --trace FILE.csv [--launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
   eiplane demo [--report FILE.json]
 """
 
@@ -90,6 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--sizes", default="0,1,2,4", help="fleet sizes to run; the first is the baseline")
     cost.add_argument("--json", help="also write the measurements here")
     cost.set_defaults(handler=commands.bench_control_plane_cost)
+    capacity = bench.add_parser("capacity", help="the capacity benchmark: eiplane vs target tracking vs HPA vs the oracle")
+    capacity.add_argument("--launch-minutes", type=int, default=6, help="L, launch-to-ready time")
+    capacity.add_argument("--interval-minutes", type=int, default=5, help="N, the schedule interval")
+    capacity.add_argument("--no-curves", action="store_true", help="skip the cost-versus-violation sweep and plot")
+    capacity.add_argument("--workers", type=int, default=2)
+    capacity.add_argument("--out", default="out", help="where the table, curves and plot go")
+    capacity.set_defaults(handler=commands.bench_capacity)
+
+    simulate = sub.add_parser("simulate", help="replay a demand trace through the policy and the baselines")
+    simulate.add_argument("--trace", required=True, help="CSV: one demand value (requests/s) per minute")
+    simulate.add_argument("--launch-minutes", type=int, default=6)
+    simulate.add_argument("--interval-minutes", type=int, default=5)
+    simulate.add_argument("--drain-minutes", type=int, default=2)
+    simulate.add_argument("--capacity-rps", type=float, default=100.0, help="per instance (validation measures it)")
+    simulate.add_argument("--out", default="out/simulate", help="timeline-<policy>.csv and summary.json go here")
+    simulate.set_defaults(handler=commands.simulate)
 
     demo = sub.add_parser("demo", help="the prerequisites stage for eia, gpu and inferentia, twice, on the embedded AWS")
     demo.add_argument("--report", help="write the demo's report as JSON here")

@@ -254,6 +254,39 @@ def bench_control_plane_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_capacity(args: argparse.Namespace) -> int:
+    from eiplane.capacity.benchmark import bench_capacity as run
+
+    written = run(args.out, L=args.launch_minutes, N=args.interval_minutes, curves=not args.no_curves,
+                  workers=args.workers)
+    print(written["table"])
+    if "equal_violation" in written:
+        print("\ncost / oracle at equal violation rates:\n" + written["equal_violation"])
+    if "plot_skipped" in written:
+        print(f"(no plot: {written['plot_skipped']})")
+    print("\nwrote " + ", ".join(written["files"]))
+    return 0
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from eiplane.capacity.simulate import SimConfig, simulate_file
+
+    if not Path(args.trace).is_file():
+        raise CommandError(f"{args.trace}: no such trace file")
+    config = SimConfig(launch_minutes=args.launch_minutes, interval_minutes=args.interval_minutes,
+                       drain_minutes=args.drain_minutes, capacity_rps=args.capacity_rps)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    summaries = simulate_file(args.trace, args.out, config)
+    print("| policy | instance-hours | cost / oracle | violation min % | unserved % | launches |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for summary in summaries:
+        row = summary.as_dict()
+        print(f"| {row['policy']} | {row['instance_hours']:.1f} | {row['cost_vs_oracle']:.3f} | "
+              f"{row['violation_minutes_pct']:.3f} | {row['unserved_pct']:.4f} | {row['launches']} |")
+    print(f"timelines and summary.json in {args.out}")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from eiplane.cli.demo import run_demo
 

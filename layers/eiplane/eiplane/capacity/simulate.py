@@ -1,0 +1,498 @@
+"""Replay a per-minute demand trace through a scaling policy, and score it against the exact oracle.
+
+The model (every figure in minutes unless named otherwise):
+
+- Minute t is [60t, 60t + 60). Demand d[t] (requests/s) is served by the instances ready at
+  the start of the minute; a minute with d[t] > ready x capacity is a violation minute, and
+  (d[t] - ready x capacity) x 60 requests go unserved.
+- At the end of minute t its datapoint exists and a controller may act. The eiplane policy is
+  called on its schedule (every N minutes) and, the fast path, whenever the alarm sees demand
+  above `alarm_threshold` x ready capacity (at most once a minute: one datapoint a minute).
+  The baselines evaluate every minute, as their alarms and sync loops do.
+- A launch made at the end of minute t is billed from then and serves from minute t + 1 + L.
+- Scale-in drains a ready instance for D minutes (billed, not serving) and then terminates it;
+  a not-yet-ready slot is terminated at once.
+- Billing is per second with a 60-second minimum per instance lifetime; launching and draining
+  time are billed. Instances still running at the end of the trace are billed to its end. The
+  initial fleet (ceil(d[0] / (capacity x `initial_utilisation`)), the same for every
+  controller) is billed from 0 without a launch.
+- The oracle (perfect foresight, exact optimum): ceil(d[t] / capacity) instances ready in every
+  minute; taken as layers, instance k is kept through an idle gap of at most L + D minutes and
+  relaunched (drain D + launch L, billed) after a longer one. Keeping costs the gap, relaunching
+  costs L + D, and the cost separates by layer, so this is optimal.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from eiplane.capacity.policy import Observation, PolicySettings, Slot, SlotState, plan
+
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    launch_minutes: int = 6  # L
+    interval_minutes: int = 5  # N
+    drain_minutes: int = 2  # D
+    capacity_rps: float = 100.0  # per instance
+    min_size: int = 1
+    max_size: int = 1000
+    alarm_threshold: float | None = 1.0  # fraction of ready capacity; None: no fast path
+    min_billed_seconds: int = 60
+    initial_utilisation: float = 0.7
+    start_minute: int = 0  # epoch minute of the trace's first minute
+
+    def required(self, demand: float) -> int:
+        return max(0, math.ceil(demand / self.capacity_rps - EPS))
+
+
+@dataclass
+class SimSlot:
+    id: str
+    launched_s: int
+    ready_s: int
+    drain_s: int | None = None
+    end_s: int | None = None
+    initial: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    launch: int = 0
+    terminate: tuple[str, ...] = ()
+    note: str = ""
+
+
+class FleetView:
+    """What a controller sees at the end of minute `minute`: the past only."""
+
+    def __init__(self, demand: Sequence[float], minute: int, ready: list[SimSlot], launching: list[SimSlot], config: SimConfig):
+        self._demand = demand
+        self.minute = minute
+        self.now_s = 60 * (minute + 1)
+        self.ready = ready
+        self.launching = launching
+        self.config = config
+
+    @property
+    def latest(self) -> float:
+        return self._demand[self.minute]
+
+    def past(self, minutes: int) -> list[float]:
+        """The last `minutes` datapoints, ending with this minute's."""
+        return list(self._demand[max(0, self.minute + 1 - minutes):self.minute + 1])
+
+
+class Controller(Protocol):
+    name: str
+
+    def ticks(self, minute: int, alarm: bool) -> str | None:
+        """Why it acts at the end of this minute ("scheduled", "alarm", "minute"), or None."""
+
+    def decide(self, view: FleetView) -> Action: ...
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    instance_hours: float
+    launches: int
+    required: list[int]
+    runs: list[tuple[int, int, bool]]  # (first ready minute, last ready minute, initial) per lifetime
+
+
+def oracle(demand: Sequence[float], config: SimConfig) -> OracleResult:
+    """The exact offline optimum (see the module doc)."""
+    required = [config.required(d) for d in demand]
+    total = len(required)
+    gap_kept = config.launch_minutes + config.drain_minutes
+    last: list[int] = []  # per layer (index k-1): last minute it was needed
+    start: list[int] = []
+    initial: list[bool] = []
+    runs: list[tuple[int, int, bool]] = []
+    for t, need in enumerate(required):
+        for k in range(need):
+            if k >= len(last):
+                last.append(t)
+                start.append(t)
+                initial.append(t == 0)
+                continue
+            if t - last[k] - 1 > gap_kept:
+                runs.append((start[k], last[k], initial[k]))
+                start[k], initial[k] = t, False
+            last[k] = t
+    runs.extend((start[k], last[k], initial[k]) for k in range(len(last)))
+    seconds = 0
+    for first, final, was_initial in runs:
+        begin = 0 if was_initial else 60 * (first - config.launch_minutes)
+        end = 60 * min(total, final + 1 + config.drain_minutes)
+        seconds += max(config.min_billed_seconds, end - begin)
+    launches = sum(1 for _, _, was_initial in runs if not was_initial)
+    return OracleResult(instance_hours=seconds / 3600, launches=launches, required=required, runs=runs)
+
+
+@dataclass
+class Summary:
+    policy: str
+    trace: str
+    minutes: int
+    instance_hours: float
+    oracle_instance_hours: float
+    cost_vs_oracle: float
+    violation_minutes: int
+    violation_minutes_pct: float
+    unserved_pct: float
+    launches: int
+    launches_per_day: float
+    oracle_launches: int
+    ticks: int
+    alarm_ticks: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TimelineRow:
+    minute: int
+    demand_rps: float
+    ready: int
+    launching: int
+    draining: int
+    violation: bool
+    unserved_rps: float
+    tick: str
+
+
+@dataclass
+class SimResult:
+    summary: Summary
+    timeline: list[TimelineRow] = field(repr=False)
+
+
+def simulate(demand: Sequence[float], controller: Controller, config: SimConfig | None = None, *, trace: str = "trace",
+             oracle_result: OracleResult | None = None, keep_timeline: bool = True) -> SimResult:
+    cfg = config or SimConfig()
+    total = len(demand)
+    if total == 0:
+        raise ValueError("the trace is empty")
+    best = oracle_result or oracle(demand, cfg)
+    capacity = cfg.capacity_rps
+    counter = 0
+
+    def new_slot(now_s: int, initial: bool = False) -> SimSlot:
+        nonlocal counter
+        counter += 1
+        ready_s = now_s if initial else now_s + 60 * cfg.launch_minutes
+        return SimSlot(id=f"i-{counter:06d}", launched_s=now_s, ready_s=ready_s, initial=initial)
+
+    size0 = min(cfg.max_size, max(cfg.min_size, math.ceil(demand[0] / (capacity * cfg.initial_utilisation) - EPS)))
+    ready = [new_slot(0, initial=True) for _ in range(size0)]
+    launching: list[SimSlot] = []
+    draining: list[SimSlot] = []
+    finished: list[SimSlot] = []
+    timeline: list[TimelineRow] = []
+    violations, unserved, requested = 0, 0.0, 0.0
+    launches, ticks, alarm_ticks = 0, 0, 0
+
+    for t in range(total):
+        start_s = 60 * t
+        if launching and any(s.ready_s <= start_s for s in launching):
+            ready.extend(s for s in launching if s.ready_s <= start_s)
+            launching = [s for s in launching if s.ready_s > start_s]
+        if draining and any(s.end_s is not None and s.end_s <= start_s for s in draining):
+            finished.extend(s for s in draining if s.end_s is not None and s.end_s <= start_s)
+            draining = [s for s in draining if s.end_s is None or s.end_s > start_s]
+        d = demand[t]
+        ready_capacity = len(ready) * capacity
+        short = max(0.0, d - ready_capacity)
+        violated = d > ready_capacity + EPS
+        violations += violated
+        unserved += short * 60
+        requested += d * 60
+
+        alarm = cfg.alarm_threshold is not None and d > cfg.alarm_threshold * ready_capacity + EPS
+        kind = controller.ticks(t, alarm)
+        if keep_timeline:
+            timeline.append(TimelineRow(t, d, len(ready), len(launching), len(draining), violated, short, kind or ""))
+        if kind is None:
+            continue
+        ticks += 1
+        alarm_ticks += kind == "alarm"
+        action = controller.decide(FleetView(demand, t, ready, launching, cfg))
+        now_s = 60 * (t + 1)
+        if action.terminate:
+            gone = set(action.terminate)
+            for s in launching:
+                if s.id in gone:
+                    s.end_s = now_s
+                    finished.append(s)
+            for s in ready:
+                if s.id in gone:
+                    s.drain_s, s.end_s = now_s, now_s + 60 * cfg.drain_minutes
+                    draining.append(s)
+            launching = [s for s in launching if s.id not in gone]
+            ready = [s for s in ready if s.id not in gone]
+        for _ in range(action.launch):
+            launching.append(new_slot(now_s))
+            launches += 1
+
+    end_s = 60 * total
+    seconds = 0
+    for s in finished + draining + ready + launching:
+        stop = end_s if s.end_s is None else min(s.end_s, end_s)
+        seconds += max(cfg.min_billed_seconds, stop - s.launched_s)
+    hours = seconds / 3600
+    days = total / 1440
+    summary = Summary(
+        policy=controller.name, trace=trace, minutes=total, instance_hours=hours, oracle_instance_hours=best.instance_hours,
+        cost_vs_oracle=hours / best.instance_hours if best.instance_hours else math.inf, violation_minutes=violations,
+        violation_minutes_pct=100 * violations / total, unserved_pct=100 * unserved / requested if requested else 0.0,
+        launches=launches, launches_per_day=launches / days, oracle_launches=best.launches, ticks=ticks, alarm_ticks=alarm_ticks)
+    return SimResult(summary=summary, timeline=timeline)
+
+
+# --- controllers ---------------------------------------------------------------------------
+
+
+def _clamp(value: int, config: SimConfig) -> int:
+    return min(config.max_size, max(config.min_size, value))
+
+
+def _drop(view: FleetView, count: int) -> tuple[str, ...]:
+    """Not-yet-ready slots first (the latest launched first), then ready ones (the newest first)."""
+    order = sorted(view.launching, key=lambda s: -s.ready_s) + sorted(view.ready, key=lambda s: -s.launched_s)
+    return tuple(s.id for s in order[:count])
+
+
+class EiplanePolicy:
+    """The real `plan()`, on the schedule plus the alarm fast path, carrying its cool-down state as the Lambda does."""
+
+    def __init__(self, settings: PolicySettings | None = None, name: str = "eiplane", alarm: bool = True):
+        self.settings = settings or PolicySettings()
+        self.name = name
+        self.alarm = alarm
+        self.last_out: int | None = None
+        self.last_in: int | None = None
+        s = self.settings
+        self.history_minutes = (max(s.season_weeks * 10080, s.season_days * 1440) + s.level_minutes + s.backtest_minutes
+                                + s.horizon + s.smoothing_minutes + 2)
+        self.decisions: list[tuple[int, str, str]] = []  # (minute, code, reason) of every action taken
+
+    def ticks(self, minute: int, alarm: bool) -> str | None:
+        if (minute + 1) % self.settings.interval_minutes == 0:
+            return "scheduled"
+        return "alarm" if alarm and self.alarm else None
+
+    def decide(self, view: FleetView) -> Action:
+        cfg = view.config
+        now = cfg.start_minute + view.minute
+        slots = [Slot.model_construct(id=s.id, state=SlotState.READY, minutes_until_ready=0.0, throughput_rps=None)
+                 for s in view.ready]
+        slots += [Slot.model_construct(id=s.id, state=SlotState.LAUNCHING, minutes_until_ready=(s.ready_s - view.now_s) / 60,
+                                       throughput_rps=None) for s in view.launching]
+        history: list[float | None] = list(view.past(self.history_minutes))
+        observation = Observation.model_construct(
+            history=history, history_end_minute=now, now_minute=None, slots=slots, capacity_per_instance_rps=cfg.capacity_rps,
+            min_size=cfg.min_size, max_size=cfg.max_size, last_scale_out_minute=self.last_out, last_scale_in_minute=self.last_in)
+        decision = plan(observation, self.settings)
+        if decision.launch:
+            self.last_out = now
+        if decision.terminate:
+            self.last_in = now
+        if decision.launch or decision.terminate:
+            self.decisions.append((view.minute, decision.code.value, decision.reason))
+        return Action(launch=decision.launch, terminate=tuple(decision.terminate), note=decision.code.value)
+
+
+class TargetTracking:
+    """EC2 Auto Scaling target tracking: utilisation of the in-service instances against a target.
+
+    The alarms it creates: high when the metric is above the target for `high_minutes`
+    consecutive 1-minute datapoints, low when it is below `low_ratio` x target (90%, as AWS sets
+    the scale-in alarm) for `low_minutes`. While high: desired = ceil(ready x metric / target)
+    and it launches what exceeds the ready plus warming capacity (warm-up aware: launching
+    capacity counts as coming). While low, and only when no instance is warming up: scale in
+    to the same formula.
+    """
+
+    def __init__(self, target: float = 0.7, high_minutes: int = 3, low_minutes: int = 15, low_ratio: float = 0.9,
+                 name: str | None = None):
+        self.target, self.high_minutes, self.low_minutes, self.low_ratio = target, high_minutes, low_minutes, low_ratio
+        self.name = name or f"target-tracking-{round(target * 100)}"
+        self.high = 0
+        self.low = 0
+
+    def ticks(self, minute: int, alarm: bool) -> str | None:
+        return "minute"
+
+    def decide(self, view: FleetView) -> Action:
+        cfg = view.config
+        ready, coming = len(view.ready), len(view.launching)
+        demand = view.latest
+        metric = demand / (ready * cfg.capacity_rps) if ready else (math.inf if demand > 0 else 0.0)
+        self.high = self.high + 1 if metric > self.target else 0
+        self.low = self.low + 1 if metric < self.target * self.low_ratio else 0
+        desired = _clamp(math.ceil(demand / (cfg.capacity_rps * self.target) - EPS), cfg)
+        if self.high >= self.high_minutes and desired > ready + coming:
+            return Action(launch=desired - ready - coming, note="high alarm")
+        if self.low >= self.low_minutes and coming == 0 and desired < ready:
+            return Action(terminate=_drop(view, ready - desired), note="low alarm")
+        return Action()
+
+
+class HpaLike:
+    """Kubernetes HPA: desired = ceil(current x utilisation / target), within a 10% tolerance no change.
+
+    As the HPA controller does: utilisation is measured over ready pods; when it would scale up
+    while pods are not yet ready, those count as 0% busy (so launching capacity is not launched
+    again); scale-down takes the highest recommendation of the last `window_minutes`
+    (stabilisation); scale-up is immediate. Not-ready pods are removed first.
+    """
+
+    def __init__(self, target: float = 0.7, tolerance: float = 0.1, window_minutes: int = 5, name: str | None = None):
+        self.target, self.tolerance, self.window = target, tolerance, window_minutes
+        self.name = name or f"hpa-{round(target * 100)}"
+        self.recommendations: deque[tuple[int, int]] = deque()
+
+    def ticks(self, minute: int, alarm: bool) -> str | None:
+        return "minute"
+
+    def recommend(self, demand: float, ready: int, coming: int, config: SimConfig) -> int:
+        current = ready + coming
+        if ready == 0:
+            return current if coming else math.ceil(demand / (config.capacity_rps * self.target) - EPS)
+        ratio = demand / (ready * config.capacity_rps) / self.target
+        if ratio > 1 and coming:
+            ratio = demand / (current * config.capacity_rps) / self.target
+            if ratio <= 1 + self.tolerance:
+                return current
+            return math.ceil(ratio * current - EPS)
+        if abs(ratio - 1) <= self.tolerance:
+            return current
+        return math.ceil(ratio * ready - EPS)
+
+    def decide(self, view: FleetView) -> Action:
+        cfg = view.config
+        ready, coming = len(view.ready), len(view.launching)
+        current = ready + coming
+        recommendation = _clamp(self.recommend(view.latest, ready, coming, cfg), cfg)
+        self.recommendations.append((view.minute, recommendation))
+        while self.recommendations and self.recommendations[0][0] <= view.minute - self.window:
+            self.recommendations.popleft()
+        desired = recommendation if recommendation >= current else min(current, max(r for _, r in self.recommendations))
+        if desired > current:
+            return Action(launch=desired - current, note="scale up")
+        if desired < current:
+            return Action(terminate=_drop(view, current - desired), note="scale down")
+        return Action()
+
+
+class Schedule:
+    """Replays a fixed plan of lifetimes (first ready minute, last ready minute): the oracle through the simulator."""
+
+    def __init__(self, runs: Iterable[tuple[int, int, bool]], config: SimConfig, name: str = "schedule"):
+        self.name = name
+        self.launch_at: dict[int, int] = {}
+        self.stop_at: dict[int, int] = {}
+        for first, last, initial in runs:
+            if not initial:
+                self.launch_at[first - config.launch_minutes - 1] = self.launch_at.get(first - config.launch_minutes - 1, 0) + 1
+            self.stop_at[last] = self.stop_at.get(last, 0) + 1
+
+    def ticks(self, minute: int, alarm: bool) -> str | None:
+        return "minute"
+
+    def decide(self, view: FleetView) -> Action:
+        stop = self.stop_at.get(view.minute, 0)
+        victims = tuple(s.id for s in sorted(view.ready, key=lambda s: s.id)[:stop])
+        return Action(launch=self.launch_at.get(view.minute, 0), terminate=victims)
+
+
+def default_controllers(settings: PolicySettings | None = None) -> list[Callable[[], Controller]]:
+    """The eiplane policy and the two baselines, as fresh-controller factories (controllers keep state)."""
+    return [lambda: EiplanePolicy(settings), lambda: TargetTracking(0.7), lambda: HpaLike(0.7)]
+
+
+def compare(demand: Sequence[float], config: SimConfig | None = None, *, trace: str = "trace",
+            factories: Sequence[Callable[[], Controller]] | None = None, keep_timeline: bool = False) -> list[SimResult]:
+    """Every controller on the same trace against the same oracle."""
+    cfg = config or SimConfig()
+    if factories is None:
+        factories = default_controllers(PolicySettings(launch_minutes=cfg.launch_minutes, interval_minutes=cfg.interval_minutes,
+                                                       drain_minutes=cfg.drain_minutes))
+    best = oracle(demand, cfg)
+    return [simulate(demand, make(), cfg, trace=trace, oracle_result=best, keep_timeline=keep_timeline) for make in factories]
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def simulate_file(trace_path: str | Path, out_dir: str | Path, config: SimConfig | None = None,
+                  settings: PolicySettings | None = None) -> list[Summary]:
+    """What `eiplane simulate --trace FILE.csv` does: every controller on the trace; one timeline CSV per policy
+    (timeline-<policy>.csv) and summary.json in out_dir. Returns the summaries."""
+    cfg = config or SimConfig()
+    demand = read_trace(trace_path)
+    chosen = settings or PolicySettings(launch_minutes=cfg.launch_minutes, interval_minutes=cfg.interval_minutes,
+                                        drain_minutes=cfg.drain_minutes)
+    results = compare(demand, cfg, trace=Path(trace_path).stem, factories=default_controllers(chosen), keep_timeline=True)
+    out = Path(out_dir)
+    for result in results:
+        write_timeline(result.timeline, out / f"timeline-{result.summary.policy}.csv")
+    summaries = [result.summary for result in results]
+    (out / "summary.json").write_text(json.dumps({"config": asdict(cfg), "summaries": [s.as_dict() for s in summaries]},
+                                                 indent=2) + "\n")
+    return summaries
+
+
+
+def read_trace(path: str | Path) -> list[float]:
+    """One demand value (requests/s) per line, one line per minute; an optional header `demand_rps`."""
+    values: list[float] = []
+    with Path(path).open(newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if not row or not row[0].strip():
+                continue
+            cell = row[0].strip()
+            if number == 1 and cell == "demand_rps":
+                continue
+            try:
+                value = float(cell)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: not a number: {cell!r}") from exc
+            if value < 0 or not math.isfinite(value):
+                raise ValueError(f"{path}:{number}: demand must be a finite number >= 0, got {cell!r}")
+            values.append(value)
+    if not values:
+        raise ValueError(f"{path}: no demand values")
+    return values
+
+
+def write_trace(values: Iterable[float], path: str | Path) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", newline="") as handle:
+        handle.write("demand_rps\n")
+        handle.writelines(f"{value:.3f}\n" for value in values)
+    return target
+
+
+def write_timeline(rows: Iterable[TimelineRow], path: str | Path) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["minute", "demand_rps", "ready", "launching", "draining", "violation", "unserved_rps", "tick"])
+        for row in rows:
+            writer.writerow([row.minute, f"{row.demand_rps:.3f}", row.ready, row.launching, row.draining, int(row.violation),
+                             f"{row.unserved_rps:.3f}", row.tick])
+    return target

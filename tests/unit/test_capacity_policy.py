@@ -1,0 +1,209 @@
+"""The scaling policy (eiplane.capacity.policy): pure decisions, each with a reason."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from pydantic import ValidationError
+
+from eiplane.capacity.policy import (
+    MINUTES_PER_DAY,
+    Observation,
+    PolicySettings,
+    ReasonCode,
+    Slot,
+    SlotState,
+    instance_capacity,
+    plan,
+)
+
+CAP = 100.0
+
+
+def steady(level: float, minutes: int = 120, seed: int = 0) -> list[float | None]:
+    rng = random.Random(seed)  # noqa: S311 - test data
+    return [level * (1 + rng.uniform(-0.01, 0.01)) for _ in range(minutes)]
+
+
+def observe(history: list[float | None], ready: int, launching: tuple[float, ...] = (), max_size: int = 100,
+            min_size: int = 0, **extra: int | None) -> Observation:
+    return Observation.simple(history, ready=ready, launching=launching, capacity_per_instance_rps=CAP, max_size=max_size,
+                              min_size=min_size, **extra)
+
+
+def test_steady_fleet_holds_with_a_reason() -> None:
+    decision = plan(observe(steady(1000), ready=11))
+    assert decision.code is ReasonCode.HOLD_STEADY
+    assert decision.launch == 0 and decision.terminate == []
+    assert "covers it" in decision.reason and decision.forecast is not None
+
+
+def test_bounded_by_max_and_says_so() -> None:
+    decision = plan(observe(steady(5000), ready=3, max_size=8))
+    assert decision.code is ReasonCode.SCALE_OUT_FORECAST
+    assert decision.desired == 8 and decision.launch == 5
+    assert "capped at max 8" in decision.reason and decision.needed_launch is not None and decision.needed_launch > 8
+
+
+def test_fleet_at_max_does_not_ask_for_more() -> None:
+    decision = plan(observe(steady(5000), ready=8, max_size=8))
+    assert decision.code is ReasonCode.HOLD_AT_MAX
+    assert decision.launch == 0 and decision.desired == 8
+    assert "at max 8" in decision.reason and "not asking for more" in decision.reason
+
+
+def test_fleet_above_max_is_cut_even_while_warming_not_yet_ready_first() -> None:
+    decision = plan(observe(steady(100), ready=6, launching=(2.0, 5.0), max_size=5, last_scale_out_minute=119))
+    assert decision.code is ReasonCode.SCALE_IN_TO_MAX
+    assert decision.terminate == ["launching-1", "launching-0", "ready-0"]
+
+
+def test_bounded_by_min() -> None:
+    decision = plan(observe(steady(0.0), ready=1, min_size=3))
+    assert decision.code is ReasonCode.SCALE_OUT_MIN and decision.desired == 3 and decision.launch == 2
+    idle = plan(observe(steady(0.0), ready=3, min_size=3))
+    assert idle.terminate == [] and idle.desired == 3
+
+
+def test_launching_capacity_counts_as_coming() -> None:
+    first = plan(observe(steady(1000), ready=5))
+    assert first.launch > 0
+    launched = tuple(6.0 for _ in range(first.launch))
+    again = plan(observe(steady(1000), ready=5, launching=launched))
+    assert again.launch == 0, again.reason
+    assert "launching (counted as coming)" in again.reason
+
+
+def test_surge_scales_out_with_reason() -> None:
+    history = [*steady(500), 2000.0]
+    decision = plan(observe(history, ready=6))
+    assert decision.code is ReasonCode.SCALE_OUT_SURGE
+    assert decision.launch >= 20 - 6  # at least the newest minute's demand
+    assert "surge" in decision.reason and "2000 req/s" in decision.reason
+
+
+def test_scale_in_held_during_cooldown_after_scale_out() -> None:
+    obs = observe(steady(300), ready=20, last_scale_out_minute=110)
+    decision = plan(obs)
+    assert decision.code is ReasonCode.HOLD_COOLDOWN and decision.terminate == []
+    assert "cool-down" in decision.reason
+    later = plan(observe(steady(300), ready=20, last_scale_out_minute=100))
+    assert later.code is ReasonCode.SCALE_IN and len(later.terminate) == 20 - later.desired
+
+
+def test_scale_in_held_while_instances_warm_up() -> None:
+    strict = PolicySettings(cancel_surplus_launches=False)
+    decision = plan(observe(steady(300), ready=20, launching=(3.0,)), strict)
+    assert decision.code is ReasonCode.HOLD_WARMING_UP and decision.terminate == []
+    assert "warm up" in decision.reason
+    # by default only the not-yet-ready slot goes; no ready instance is drained while one warms up
+    default = plan(observe(steady(300), ready=20, launching=(3.0,)))
+    assert default.terminate == ["launching-0"]
+    assert "held while slots warm up" in default.reason
+
+
+def test_scale_in_chooses_not_yet_ready_slots_first() -> None:
+    decision = plan(observe(steady(1000), ready=11, launching=(1.0, 4.0, 2.0)))
+    assert decision.code is ReasonCode.SCALE_IN
+    assert decision.terminate == ["launching-1", "launching-2", "launching-0"]  # furthest from ready first
+
+
+def test_scale_in_drains_ready_least_throughput_first() -> None:
+    slots = [Slot(id=f"r{i}", state=SlotState.READY, throughput_rps=tp) for i, tp in enumerate((120.0, 80.0, 100.0, 100.0))]
+    obs = Observation(history=steady(100), history_end_minute=119, slots=slots, capacity_per_instance_rps=CAP, max_size=10)
+    decision = plan(obs)
+    assert decision.code is ReasonCode.SCALE_IN
+    assert decision.terminate[0] == "r1"
+
+
+@pytest.mark.parametrize("history", [[*steady(300)[:-1], None], [*steady(300)[:-3], None, None, None]])
+def test_missing_metrics_hold_and_never_scale_in(history: list[float | None]) -> None:
+    decision = plan(observe(history, ready=20))
+    assert decision.code is ReasonCode.HOLD_METRICS_MISSING
+    assert decision.terminate == [] and decision.launch == 0 and decision.desired == 20
+    assert "missing" in decision.reason and "never scaling in" in decision.reason
+
+
+def test_late_metrics_hold_and_never_scale_in() -> None:
+    history = steady(300)
+    obs = Observation.simple(history, ready=20, capacity_per_instance_rps=CAP, max_size=100, history_end_minute=1000)
+    late = obs.model_copy(update={"now_minute": 1010})
+    decision = plan(late)
+    assert decision.code is ReasonCode.HOLD_METRICS_MISSING and decision.terminate == []
+    assert "10 minutes old" in decision.reason
+
+
+def test_missing_metrics_still_honour_min() -> None:
+    decision = plan(observe([None, None], ready=0, min_size=2))
+    assert decision.code is ReasonCode.SCALE_OUT_MIN and decision.launch == 2
+
+
+def test_missing_minutes_inside_history_are_skipped() -> None:
+    history = steady(1000)
+    history[50:60] = [None] * 10
+    decision = plan(observe(history, ready=11))
+    assert decision.code is ReasonCode.HOLD_STEADY
+
+
+def test_measured_throughput_sets_instance_capacity() -> None:
+    slots = [Slot(id=f"r{i}", state=SlotState.READY, throughput_rps=200.0) for i in range(3)]
+    slots.append(Slot(id="d", state=SlotState.DRAINING, throughput_rps=10.0))
+    obs = Observation(history=steady(1000), history_end_minute=119, slots=slots, capacity_per_instance_rps=CAP, max_size=100)
+    assert instance_capacity(obs) == 200.0
+    decision = plan(obs)
+    assert decision.capacity_per_instance_rps == 200.0
+    assert 5 <= decision.desired <= 7  # 1000 req/s at 200 each, plus headroom
+    assert "200 req/s per instance" in decision.reason
+
+
+def test_seasonal_forecast_launches_ahead_of_a_daily_ramp() -> None:
+    # every day demand steps from 1000 to 3000 at 10:00; now is 09:54 on day 4
+    def demand(minute: int) -> float:
+        return 3000.0 if 600 <= minute % MINUTES_PER_DAY < 1200 else 1000.0
+
+    now = 3 * MINUTES_PER_DAY + 594
+    history: list[float | None] = [demand(m) * (1 + 0.01 * math.sin(m)) for m in range(now + 1)]
+    decision = plan(observe(history, ready=11))
+    assert decision.forecast is not None and decision.forecast.method == "daily"
+    assert decision.code is ReasonCode.SCALE_OUT_FORECAST
+    assert decision.desired >= 30, decision.reason
+    assert "daily forecast" in decision.reason
+    # the recent level alone cannot see it coming
+    blind = plan(observe(history, ready=11), PolicySettings(seasonal=False))
+    assert blind.desired < 15
+
+
+def test_decisions_are_deterministic() -> None:
+    history = steady(1500, minutes=400, seed=3)
+    obs = observe(history, ready=10, launching=(2.0,))
+    assert plan(obs).model_dump() == plan(obs).model_dump()
+
+
+def test_every_decision_has_a_reason() -> None:
+    rng = random.Random(7)  # noqa: S311 - test data
+    codes = set()
+    for _ in range(150):
+        history: list[float | None] = [rng.uniform(0, 3000) for _ in range(rng.randrange(0, 90))]
+        if history and rng.random() < 0.2:
+            history[-1] = None
+        low = rng.randrange(0, 5)
+        launching = tuple(rng.uniform(0, 6) for _ in range(rng.randrange(3)))
+        obs = observe(history or [None], ready=rng.randrange(0, 40), launching=launching,
+                      min_size=low, max_size=low + rng.randrange(0, 50),
+                      last_scale_out_minute=rng.choice([None, len(history) - 3]))
+        decision = plan(obs, PolicySettings(cancel_surplus_launches=rng.random() < 0.5))
+        assert decision.reason.strip() and decision.code
+        assert obs.min_size <= decision.desired <= obs.max_size or decision.code is ReasonCode.HOLD_METRICS_MISSING
+        codes.add(decision.code)
+    assert len(codes) >= 6
+
+
+def test_observation_validates() -> None:
+    with pytest.raises(ValidationError):
+        Observation(history=[1.0], history_end_minute=0, capacity_per_instance_rps=CAP, min_size=5, max_size=2)
+    with pytest.raises(ValidationError):
+        Observation(history=[-1.0], history_end_minute=0, capacity_per_instance_rps=CAP, max_size=2)
+    with pytest.raises(ValidationError):
+        Observation(history=[1.0], history_end_minute=10, now_minute=5, capacity_per_instance_rps=CAP, max_size=2)

@@ -1,0 +1,270 @@
+"""The capacity simulator, its oracle, the baselines and the benchmark traces (eiplane.capacity)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+
+from eiplane.capacity import traces
+from eiplane.capacity.benchmark import CurvePoint, check_targets, cost_at_violation, render_table, run_benchmark
+from eiplane.capacity.policy import PolicySettings
+from eiplane.capacity.simulate import (
+    Action,
+    EiplanePolicy,
+    FleetView,
+    HpaLike,
+    Schedule,
+    SimConfig,
+    TargetTracking,
+    oracle,
+    read_trace,
+    simulate,
+    simulate_file,
+    write_timeline,
+    write_trace,
+)
+
+SMALL = SimConfig(launch_minutes=2, interval_minutes=5, drain_minutes=1, capacity_rps=100, min_size=0, initial_utilisation=1.0)
+
+
+class Script:
+    """Launches / terminates what it is told, at the end of the given minutes."""
+
+    name = "script"
+
+    def __init__(self, launches: dict[int, int] | None = None, stops: dict[int, int] | None = None):
+        self.launches, self.stops = launches or {}, stops or {}
+        self.seen: list[tuple[int, int, int]] = []
+
+    def ticks(self, minute: int, alarm: bool) -> str | None:
+        return "minute"
+
+    def decide(self, view: FleetView) -> Action:
+        self.seen.append((view.minute, len(view.ready), len(view.launching)))
+        victims = sorted(view.launching, key=lambda s: s.id) + sorted(view.ready, key=lambda s: s.id)
+        return Action(launch=self.launches.get(view.minute, 0),
+                      terminate=tuple(s.id for s in victims[:self.stops.get(view.minute, 0)]))
+
+
+# --- oracle ----------------------------------------------------------------------------------
+
+
+def test_oracle_keeps_an_instance_through_a_gap_of_at_most_l_plus_drain() -> None:
+    # L + D = 3: one instance, idle for 3 minutes, kept: billed 5 minutes, no launch
+    result = oracle([100, 0, 0, 0, 100], SMALL)
+    assert result.required == [1, 0, 0, 0, 1]
+    assert result.launches == 0
+    assert result.instance_hours == pytest.approx(5 * 60 / 3600)
+
+
+def test_oracle_relaunches_after_a_longer_gap() -> None:
+    # gap of 4 > 3: drain 1 after minute 0 (billed 0..2), relaunch 2 minutes before minute 5 (billed 3..6)
+    result = oracle([100, 0, 0, 0, 0, 100], SMALL)
+    assert result.launches == 1
+    assert result.runs == [(0, 0, True), (5, 5, False)]
+    assert result.instance_hours == pytest.approx((2 + 3) * 60 / 3600)  # keeping it would be 6 minutes
+
+
+def test_oracle_layers_and_ceiling() -> None:
+    # 150 req/s needs 2; the second instance is idle for 2 minutes (kept), the third is launched once
+    result = oracle([150, 100, 100, 200, 250, 0], SMALL)
+    assert result.required == [2, 1, 1, 2, 3, 0]
+    assert result.launches == 1
+    assert result.runs == [(0, 4, True), (0, 4, True), (4, 4, False)]
+    # layers 1 and 2: minutes 0..4, drained to 6 (the trace ends at 6): 6 each; layer 3: launched at 2, ends at 6: 4
+    assert result.instance_hours == pytest.approx((6 + 6 + 4) * 60 / 3600)
+
+
+def test_oracle_replayed_through_the_simulator_costs_the_same_and_never_violates() -> None:
+    rng = random.Random(11)  # noqa: S311 - test data
+    demand = [900.0] * 4 + [rng.choice([0, 80, 150, 310, 420, 640, 880]) for _ in range(200)]
+    best = oracle(demand, SMALL)
+    result = simulate(demand, Schedule(best.runs, SMALL), SMALL, oracle_result=best)
+    assert result.summary.violation_minutes == 0
+    assert result.summary.launches == best.launches
+    assert result.summary.instance_hours == pytest.approx(best.instance_hours, abs=1e-3)
+    assert result.summary.cost_vs_oracle == pytest.approx(1.0)
+
+
+# --- simulator mechanics ----------------------------------------------------------------------
+
+
+def test_launch_is_ready_after_l_minutes_and_draining_is_billed_but_not_ready() -> None:
+    demand = [100.0] * 12
+    result = simulate(demand, Script(launches={1: 1}, stops={7: 1}), SMALL)
+    ready = [row.ready for row in result.timeline]
+    launching = [row.launching for row in result.timeline]
+    # launched at the end of minute 1 (t = 120 s), ready from minute 1 + 1 + L = 4
+    assert ready[:4] == [1, 1, 1, 1] and launching[2:4] == [1, 1] and ready[4] == 2
+    # the first slot (by id: the initial one) drains from the end of minute 7 for 1 minute
+    assert ready[8] == 1 and result.timeline[8].draining == 1 and result.timeline[9].draining == 0
+    # initial: 0..8 min + 1 drain = 9 min; launched: 120 s to the end (720 s) = 10 min
+    assert result.summary.instance_hours == pytest.approx((9 + 10) * 60 / 3600)
+    assert result.summary.launches == 1
+
+
+def test_billing_has_a_60_second_minimum() -> None:
+    # launched at the end of the last minute: a zero-second lifetime bills 60 s
+    demand = [100.0, 100.0, 100.0]
+    result = simulate(demand, Script(launches={2: 1}), SMALL)
+    assert result.summary.instance_hours == pytest.approx((180 + 60) / 3600)
+
+
+def test_not_yet_ready_slot_terminates_at_once() -> None:
+    demand = [100.0] * 6
+    result = simulate(demand, Script(launches={0: 1}, stops={1: 1}), SMALL)  # the launching slot sorts first
+    assert all(row.launching == 0 for row in result.timeline[2:]) and all(row.draining == 0 for row in result.timeline)
+    assert result.summary.instance_hours == pytest.approx((360 + 60) / 3600)  # launched at 60 s, gone at 120 s
+
+
+def test_violation_and_unserved_accounting() -> None:
+    demand = [100.0, 250.0, 100.0, 0.0]
+    result = simulate(demand, Script(), SMALL)
+    assert [row.violation for row in result.timeline] == [False, True, False, False]
+    assert result.summary.violation_minutes == 1
+    assert result.summary.violation_minutes_pct == pytest.approx(25.0)
+    assert result.summary.unserved_pct == pytest.approx(100 * 150 / 450, rel=1e-3)
+
+
+def test_alarm_fast_path_ticks_at_once_and_at_most_once_a_minute() -> None:
+    demand = [500.0] * 30 + [1500.0] * 10
+    cfg = SimConfig(launch_minutes=6, interval_minutes=5, capacity_rps=100, initial_utilisation=0.9)
+    controller = EiplanePolicy(PolicySettings(launch_minutes=6, interval_minutes=5))
+    result = simulate(demand, controller, cfg)
+    ticks = {row.minute: row.tick for row in result.timeline if row.tick}
+    assert ticks[30] == "alarm"  # minute 30 is not on the 5-minute schedule (29, 34, ...)
+    assert result.summary.alarm_ticks >= 1
+    assert result.summary.ticks <= len(demand)  # one decision per minute at most
+    # the surge launch made at the end of minute 30 serves from minute 37, and nothing was launched twice for it
+    assert result.timeline[37].ready * 100 >= 1500
+    assert result.summary.violation_minutes == 7
+    assert [code for minute, code, _ in controller.decisions if minute == 30] == ["scale_out_surge"]
+    no_alarm = simulate(demand, EiplanePolicy(PolicySettings()), SimConfig(launch_minutes=6, capacity_rps=100,
+                                                                            initial_utilisation=0.9, alarm_threshold=None))
+    assert no_alarm.summary.alarm_ticks == 0 and no_alarm.summary.violation_minutes > 7
+
+
+def test_eiplane_policy_scales_in_after_demand_falls_without_flapping() -> None:
+    demand = [2000.0] * 60 + [600.0] * 120
+    cfg = SimConfig(launch_minutes=6, interval_minutes=5, capacity_rps=100)
+    controller = EiplanePolicy()
+    result = simulate(demand, controller, cfg)
+    assert result.timeline[-1].ready <= 8
+    assert result.summary.violation_minutes == 0
+    outs = [m for m, code, _ in controller.decisions if code.startswith("scale_out")]
+    ins = [m for m, code, _ in controller.decisions if code == "scale_in"]
+    assert len(ins) >= 4
+    assert all(not any(0 <= m - out < 15 for out in outs) for m in ins)  # cool-down after every scale-out
+    assert all(b - a >= 5 for a, b in itertools.pairwise(ins))  # and between scale-ins
+
+
+# --- baselines ----------------------------------------------------------------------------------
+
+
+def test_target_tracking_scales_out_after_three_high_minutes_warm_up_aware() -> None:
+    demand = [700.0] * 20 + [1400.0] * 40
+    cfg = SimConfig(launch_minutes=6, capacity_rps=100)  # initial fleet: 700 / 70 = 10
+    result = simulate(demand, TargetTracking(0.7), cfg)
+    rows = result.timeline
+    assert rows[0].ready == 10
+    # high at minutes 20, 21, 22 -> launch 10 at the end of 22 -> ready from minute 29
+    assert rows[22].launching == 0 and rows[23].launching == 10
+    assert rows[28].ready == 10 and rows[29].ready == 20
+    assert result.summary.launches == 10  # the warming capacity counted as coming: no second launch
+    assert result.summary.violation_minutes == 9  # minutes 20..28
+
+
+def test_target_tracking_scales_in_after_fifteen_low_minutes() -> None:
+    demand = [1400.0] * 10 + [560.0] * 40  # 560 / 2000 = 28% < 63%
+    result = simulate(demand, TargetTracking(0.7), SimConfig(launch_minutes=6, capacity_rps=100))
+    rows = result.timeline
+    assert rows[24].ready == 20  # low at 10..24: the 15th low minute is 24, acted on at its end
+    assert rows[25].ready == 8 and rows[25].draining == 12  # ceil(560 / 70)
+    assert result.summary.launches == 0
+
+
+def test_hpa_tolerance_and_scale_down_stabilisation() -> None:
+    cfg = SimConfig(launch_minutes=6, capacity_rps=100)  # initial 10 at 700 req/s
+    inside = simulate([700.0] * 5 + [760.0] * 30, HpaLike(0.7), cfg)  # 760 / 1000 / 0.7 = 1.086: within 10%
+    assert inside.summary.launches == 0 and inside.timeline[-1].ready == 10
+    down = simulate([700.0] * 5 + [350.0] * 30, HpaLike(0.7), cfg)
+    rows = down.timeline
+    # recommendation 5 from the end of minute 5; the 5-minute window (5..9) is all low only at the end of minute 9
+    first_drop = next(row.minute for row in rows if row.ready < 10)
+    assert first_drop == 10
+    assert rows[first_drop].ready == 5 and rows[first_drop].draining == 5
+    up = simulate([700.0] * 5 + [1400.0] * 30, HpaLike(0.7), cfg)
+    assert up.timeline[6].launching == 10  # immediate scale-up at the end of minute 5
+    assert up.summary.launches == 10  # not-yet-ready pods count as 0% busy: no second launch
+
+
+# --- traces and files ---------------------------------------------------------------------------
+
+
+def test_traces_are_deterministic_per_seed() -> None:
+    assert traces.flash_crowd(seed=2) == traces.flash_crowd(seed=2)
+    assert traces.flash_crowd(seed=2) != traces.flash_crowd(seed=5)
+    assert traces.diurnal(seed=1, days=1) == traces.diurnal(seed=1, days=1)
+    assert len(traces.diurnal(days=1)) == 1440
+
+
+def test_trace_shapes() -> None:
+    day = traces.diurnal(days=2)
+    hourly = [sum(day[h * 60:(h + 1) * 60]) / 60 for h in range(48)]
+    assert 3.2 < max(hourly) / min(hourly) < 4.8  # about 4x peak to trough
+    assert min(day) / traces.CAPACITY_RPS >= 5 and max(day) / traces.CAPACITY_RPS <= 45
+    spikes = traces.flash_spikes(random.Random(0), 2)  # noqa: S311 - test data
+    assert len(spikes) == 3 and all(2.0 <= s.factor <= 5.0 and s.rise <= 2 for s in spikes)
+    assert traces.weekend_factor(5 * 1440 + 600) == pytest.approx(0.6)  # Saturday 10:00
+    assert traces.weekend_factor(2 * 1440 + 600) == 1.0
+
+
+def test_trace_and_timeline_files(tmp_path: Path) -> None:
+    path = write_trace([1.5, 2.0, 0.0], tmp_path / "t.csv")
+    assert path.read_text().splitlines()[0] == "demand_rps"
+    assert read_trace(path) == [1.5, 2.0, 0.0]
+    bare = tmp_path / "bare.csv"
+    bare.write_text("10\n\n20.5\n")
+    assert read_trace(bare) == [10.0, 20.5]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("demand_rps\n-1\n")
+    with pytest.raises(ValueError, match="finite number"):
+        read_trace(bad)
+    result = simulate([100.0, 300.0], Script(), SMALL)
+    out = write_timeline(result.timeline, tmp_path / "timeline.csv")
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("minute,demand_rps,ready,launching,draining,violation") and len(lines) == 3
+
+
+# --- benchmark plumbing (on a short trace: the real benchmark is not a test) ---------------------
+
+
+def test_benchmark_table_and_targets_on_a_short_trace() -> None:
+    short = {"diurnal": traces.diurnal(days=1)[:600], "flash_crowd": traces.flash_crowd(days=1)[:600]}
+    result = run_benchmark(6, 5, traces=short)
+    table = render_table(result)
+    assert "| diurnal | eiplane |" in table and "| flash_crowd | target-tracking-70 |" in table
+    assert {c["target"] for c in check_targets(result)} >= {"diurnal: cost <= 1.20x oracle",
+                                                             "flash_crowd: violation minutes <= 0.5%"}
+
+
+def test_cost_at_equal_violation_interpolates_the_frontier() -> None:
+    def point(v: float, c: float) -> CurvePoint:
+        return CurvePoint("t", "p", "k", 0, c, v, 0, 0)
+
+    points = [point(0.0, 2.0), point(1.0, 1.5), point(2.0, 1.2), point(1.5, 1.6)]
+    assert cost_at_violation(points, 1.5) == pytest.approx(1.35)
+    assert cost_at_violation(points, 5.0) == pytest.approx(1.2)
+    assert cost_at_violation([point(1.0, 1.5)], 0.5) is None
+
+
+def test_simulate_file_writes_a_timeline_per_policy_and_a_summary(tmp_path: Path) -> None:
+    trace = write_trace(traces.flash_crowd(days=1)[:300], tmp_path / "surge.csv")
+    summaries = simulate_file(trace, tmp_path / "out", SimConfig())
+    assert [s.policy for s in summaries] == ["eiplane", "target-tracking-70", "hpa-70"]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["summary.json", "timeline-eiplane.csv", "timeline-hpa-70.csv", "timeline-target-tracking-70.csv"]
+    assert all(s.trace == "surge" and s.minutes == 300 for s in summaries)
