@@ -38,6 +38,11 @@ def artifact_prefix(fleet: str) -> str:
     return f"fleets/{fleet}/"
 
 
+def model_prefix(fleet: str, name: str, version: str) -> str:
+    """Where `eiplane artifact push` puts a model and PlanLaunch reads its manifest."""
+    return f"{artifact_prefix(fleet)}models/{name}/{version}/"
+
+
 def endpoint_service_name(region: str, service: str) -> str:
     return f"com.amazonaws.{region}.{service}"
 

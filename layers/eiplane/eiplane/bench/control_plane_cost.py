@@ -59,6 +59,7 @@ def measure(sizes: tuple[int, ...] = (0, 1, 2, 4)) -> dict[str, Any]:
     from eiplane.artifacts.pack import pack
     from eiplane.artifacts.push import push
     from eiplane.local.engine import EmbeddedAws, find_project_root
+    from eiplane.naming import model_prefix
 
     root = find_project_root()
     definition = json.loads((root / "statemachines" / "provision_fleet.asl.json").read_text())
@@ -70,8 +71,8 @@ def measure(sizes: tuple[int, ...] = (0, 1, 2, 4)) -> dict[str, Any]:
         pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="1", out_dir=artifact, batch_sizes=(1, 8))
         for size in sizes:
             with EmbeddedAws(root) as aws:  # a fresh account each time: every slot is launched
-                push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"], "fleets/demo-gpu/models/tiny-cnn/1/",
-                     artifact)
+                push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"],
+                     model_prefix(spec["name"], "tiny-cnn", "1"), artifact)
                 result = aws.run({**spec, "capacity": {"min": 0, "desired": size, "max": max(size, 1)}},
                                  name=f"cost-{size}")
                 if result.status != "SUCCEEDED":

@@ -19,6 +19,7 @@ from botocore.client import BaseClient
 from eiplane.cli.progress import fleet_summary_from_history, follow, print_plan, print_report, print_report_validation
 from eiplane.errors import InvalidFleetSpec
 from eiplane.models.spec import parse_fleet_spec
+from eiplane.naming import model_prefix
 
 
 class CommandError(Exception):
@@ -87,7 +88,7 @@ def fleet_apply(args: argparse.Namespace) -> int:
                 from eiplane.artifacts.push import push
 
                 push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"],
-                     f"fleets/{spec['name']}/models/{spec['model']['name']}/{spec['model']['version']}/", args.artifact)
+                     model_prefix(spec["name"], spec["model"]["name"], spec["model"]["version"]), args.artifact)
             return run_and_report(aws.client("stepfunctions"), aws.state_machine_arn(), spec, name, args.report)
     if args.artifact:
         raise CommandError("--artifact is for --local; elsewhere push it first: eiplane artifact push")
@@ -124,7 +125,7 @@ def artifact_push(args: argparse.Namespace) -> int:
     session = boto3.session.Session(region_name=args.region)
     s3 = session.client("s3", endpoint_url=args.endpoint_url)
     bucket = args.bucket or _artifacts_bucket(session, s3, args)
-    prefix = f"fleets/{args.fleet}/models/{manifest.name}/{manifest.version}/"
+    prefix = model_prefix(args.fleet, manifest.name, manifest.version)
     pushed = push(s3, bucket, prefix, args.artifact_dir)
     print(f"pushed to s3://{bucket}/{prefix} (manifest sha256 {pushed['manifest_sha256']}); "
           f"the fleet spec's model is {{name: {manifest.name}, version: {manifest.version}}}")

@@ -21,6 +21,7 @@ from eiplane.artifacts.push import push
 from eiplane.cli.commands import execution_name, write_json
 from eiplane.cli.progress import follow, print_plan, print_report
 from eiplane.local.engine import EmbeddedAws, find_project_root
+from eiplane.naming import model_prefix
 
 FLEET_EVENTS = ("provision_fleet_eia.json", "provision_fleet_gpu.json", "provision_fleet_inferentia.json")
 # Instances per fleet in the demo: only the gpu fleet's artifact can be packed on this machine.
@@ -76,7 +77,7 @@ def run_demo(report_path: str | None = None) -> int:
         machine = aws.state_machine_arn()
         print(f"embedded AWS: moto {moto.__version__}, in-process; template.yaml deployed as stack "
               f"{aws.stack.name} ({len(aws.stack.functions)} functions, state machine {machine.rsplit(':', 1)[-1]})")
-        push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"], "fleets/demo-gpu/models/tiny-cnn/1/",
+        push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"], model_prefix("demo-gpu", "tiny-cnn", "1"),
              artifact_dir)
         private = create_private_network(aws.client("ec2"))
         specs[2]["network"] = private  # inferentia fleet in the private VPC

@@ -25,10 +25,6 @@ DEVICES = {"gpu": "cuda", "inferentia": "neuron", "eia": "eia"}
 _RUNNING = {"pending", "running"}
 
 
-def model_prefix(spec: FleetSpec) -> str:
-    return f"{naming.artifact_prefix(spec.name)}models/{spec.model.name}/{spec.model.version}/"
-
-
 def plan_launch(request: PlanLaunchInput) -> LaunchPlanOutput:
     spec = request.spec
     with record_api_calls() as calls, aws_errors():
@@ -109,7 +105,7 @@ def root_device_name(spec: FleetSpec, image_id: str) -> str:
 def read_artifact(spec: FleetSpec, bucket: str) -> ArtifactRef:
     from eiplane.artifacts.manifest import Manifest
 
-    prefix = model_prefix(spec)
+    prefix = naming.model_prefix(spec.name, spec.model.name, spec.model.version)
     key = f"{prefix}manifest.json"
     try:
         body = client("s3", get_settings().region).get_object(Bucket=bucket, Key=key)["Body"].read()
