@@ -1,8 +1,8 @@
 """The fleet state table (DynamoDB, one item collection per fleet).
 
-pk = "FLEET#<name>"; sk = "PREREQUISITES" (what the instances will use) and, from the
-provisioning stage on, "INSTANCE#<slot>". Writes happen only when something changed, so a
-re-run that finds everything in place makes no mutating call at all.
+pk = "FLEET#<name>"; sk = "PREREQUISITES" (what the instances will use), "SLOT#<index>" (each
+slot's lifecycle) and "LEASE" (capacity matching). Writes happen only when something changed,
+so a re-run that finds everything in place makes no mutating call at all.
 """
 
 from __future__ import annotations
@@ -38,17 +38,6 @@ def save_prerequisites(fleet: str, record: dict[str, str], results: list[Prerequ
     return "written"
 
 
-def load_prerequisites(fleet: str) -> dict[str, Any] | None:
-    settings = get_settings()
-    item = client("dynamodb", settings.region).get_item(
-        TableName=settings.state_table, Key=fleet_key(fleet, "PREREQUISITES"), ConsistentRead=True).get("Item")
-    if item is None:
-        return None
-    record = {k: v["S"] for k, v in item.items()}
-    record["inventory"] = json.loads(record["inventory"])
-    return record
-
-
 # --- slots --------------------------------------------------------------------------------
 
 def slot_key(index: int) -> str:
@@ -63,7 +52,7 @@ def load_slots(fleet: str) -> dict[int, dict[str, Any]]:
     for page in dynamodb.get_paginator("query").paginate(
             TableName=settings.state_table, ConsistentRead=True,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :slot)",
-            ExpressionAttributeValues={":pk": {"S": f"FLEET#{fleet}"}, ":slot": {"S": "SLOT#"}}):
+            ExpressionAttributeValues={":pk": fleet_key(fleet, "")["pk"], ":slot": {"S": "SLOT#"}}):
         for item in page["Items"]:
             record = {k: _plain(v) for k, v in item.items()}
             slots[int(record["sk"].removeprefix("SLOT#"))] = record

@@ -85,11 +85,11 @@ def _launch(ec2: Any, request: SlotInput) -> LaunchResult:
     offered = offered_zones(spec, request.placement.availability_zones)
     attempts: list[str] = []
     for instance_type, subnet in candidates(spec, subnets, slot.index, offered):
+        where = f"{instance_type} in {subnet.availability_zone}"
         try:
             reservation = ec2.run_instances(**run_request(request, instance_type, subnet.subnet_id))
         except ClientError as exc:
             code = error_code(exc)
-            where = f"{instance_type} in {subnet.availability_zone}"
             if code in NEXT_CANDIDATE:
                 attempts.append(f"{where}: {code}")
                 logger.warning(f"no capacity for {where} ({code}); trying the next candidate")
@@ -102,7 +102,7 @@ def _launch(ec2: Any, request: SlotInput) -> LaunchResult:
                 raise InstanceProfileNotReady(f"EC2 does not see {shared.instance_profile_arn} yet: {exc}") from exc
             raise
         instance = reservation["Instances"][0]
-        logger.info(f"slot {slot.index}: launched {instance['InstanceId']} ({where_of(instance_type, subnet)})",
+        logger.info(f"slot {slot.index}: launched {instance['InstanceId']} ({where}, {subnet.subnet_id})",
                     extra={"attempts": attempts})
         return LaunchResult(instance_id=instance["InstanceId"], instance_type=instance_type, subnet_id=subnet.subnet_id,
                             availability_zone=subnet.availability_zone, image_id=shared.image_id, attempts=attempts,
@@ -110,10 +110,6 @@ def _launch(ec2: Any, request: SlotInput) -> LaunchResult:
     tried = "; ".join(attempts) or "no allowed instance type is offered in the fleet's zones"
     raise NoCapacity(f"slot {slot.index}: no capacity for {', '.join(spec.backend.instance_types)} "
                      f"in {', '.join(request.placement.availability_zones)} ({tried})")
-
-
-def where_of(instance_type: str, subnet: SubnetPlacement) -> str:
-    return f"{instance_type} in {subnet.availability_zone}, {subnet.subnet_id}"
 
 
 def run_request(request: SlotInput, instance_type: str, subnet_id: str) -> dict[str, Any]:

@@ -10,7 +10,9 @@ from typing import Any
 from eiplane.aws import aws_errors, client, record_api_calls
 from eiplane.models.launch import (
     FleetReport,
+    LaunchResult,
     PutInServiceInput,
+    SlotInput,
     SlotOutcome,
     SlotState,
     SummarizeFleetInput,
@@ -29,17 +31,23 @@ def record_state(spec: FleetSpec, index: int, instance_id: str | None, state: Sl
     logger.info(f"slot {index}: {instance_id or 'no instance'} {state}", extra={"slot": index, "state": state})
 
 
+def _outcome(request: SlotInput, instance: LaunchResult | None, state: SlotState, mutating_calls: list[str],
+             **fields: Any) -> SlotOutcome:
+    """The slot's outcome, with where its instance ran (if it got one) and every call it changed."""
+    where = {} if instance is None else {
+        "instance_id": instance.instance_id, "instance_type": instance.instance_type,
+        "availability_zone": instance.availability_zone, "image_id": instance.image_id, "attempts": instance.attempts}
+    earlier = instance.mutating_calls if instance else []
+    return SlotOutcome(index=request.slot.index, generation=request.slot.generation, state=state, **where,
+                       mutating_calls=[*earlier, *mutating_calls], **fields)
+
+
 def put_in_service(request: PutInServiceInput) -> SlotOutcome:
     instance = request.instance
     with record_api_calls() as calls, aws_errors():
         record_state(request.spec, request.slot.index, instance.instance_id, "in_service")
-    earlier = [*instance.mutating_calls, *request.agent.mutating_calls, *request.command.mutating_calls,
-               *request.validation.mutating_calls]
-    return SlotOutcome(
-        index=request.slot.index, generation=request.slot.generation, state="in_service",
-        instance_id=instance.instance_id, instance_type=instance.instance_type,
-        availability_zone=instance.availability_zone, image_id=instance.image_id,
-        validation=request.validation.summary, attempts=instance.attempts, mutating_calls=[*earlier, *calls.mutating])
+    steps = [*request.agent.mutating_calls, *request.command.mutating_calls, *request.validation.mutating_calls]
+    return _outcome(request, instance, "in_service", [*steps, *calls.mutating], validation=request.validation.summary)
 
 
 def failure_reason(error: dict[str, Any]) -> str:
@@ -57,21 +65,13 @@ def terminate_slot(request: TerminateSlotInput) -> SlotOutcome:
     reason = failure_reason(request.error)
     instance = request.instance
     with record_api_calls() as calls, aws_errors():
-        if instance is not None:
-            ec2 = client("ec2", request.spec.region)
-            ec2.create_tags(Resources=[instance.instance_id], Tags=[{"Key": "eiplane:state", "Value": "failed"}])
-            ec2.terminate_instances(InstanceIds=[instance.instance_id])
+        # Recorded (and tagged) first: a termination that fails leaves the slot marked failed.
         record_state(request.spec, request.slot.index, instance.instance_id if instance else None, "failed",
-                     {"reason": reason, "generation": request.slot.generation}, tag=False)
+                     {"reason": reason, "generation": request.slot.generation})
+        if instance is not None:
+            client("ec2", request.spec.region).terminate_instances(InstanceIds=[instance.instance_id])
     logger.warning(f"slot {request.slot.index} failed: {reason}")
-    return SlotOutcome(
-        index=request.slot.index, generation=request.slot.generation, state="failed",
-        instance_id=instance.instance_id if instance else None,
-        instance_type=instance.instance_type if instance else None,
-        availability_zone=instance.availability_zone if instance else None,
-        image_id=instance.image_id if instance else None, reason=reason,
-        attempts=instance.attempts if instance else [],
-        mutating_calls=[*(instance.mutating_calls if instance else []), *calls.mutating])
+    return _outcome(request, instance, "failed", calls.mutating, reason=reason)
 
 
 def summarize(request: SummarizeFleetInput) -> FleetReport:
