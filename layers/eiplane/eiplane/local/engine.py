@@ -79,8 +79,7 @@ class EmbeddedAws:
         self._exit = contextlib.ExitStack()
         self.runtime: LocalLambdaRuntime | None = None
         self.instances: EmbeddedInstances | None = None
-        self._server: Any = None
-        self._instance_server: Any = None
+        self._instance_port: int | None = None
         self._instance_server_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -121,7 +120,7 @@ class EmbeddedAws:
             mock_random.seed(ID_SEED)
             reset_process_state()
             self._exit.callback(reset_process_state)
-            seed_account(self.client("ec2"), self.client("ssm"))
+            seed_account(self.client("ec2"))
             self._deploy()
             seed_images(self.client("ec2"), self.region)
         except BaseException:
@@ -131,19 +130,22 @@ class EmbeddedAws:
     def stop(self) -> None:
         self._exit.close()
 
+    def _loopback_server(self, port: int) -> int:
+        """A moto server of this process's backends on 127.0.0.1; returns its port (0: any free one)."""
+        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        self._exit.callback(server.stop)
+        return server.get_host_and_port()[1]  # start() returns once it listens
+
     def _start_server(self, config: dict[str, Any]) -> None:
         from moto.core.config import default_user_config
-        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
         for section, values in config.items():
             self._exit.enter_context(mock.patch.dict(default_user_config[section], values))  # type: ignore[literal-required]
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.server_port or 0, verbose=False)
-        server.start()
-        self._exit.callback(server.stop)
-        self._server = server
-        if not self.server_port and server._server is not None:
-            self.server_port = server._server.server_port  # the port the OS chose
+        self.server_port = self._loopback_server(self.server_port or 0)
         # The interpreter's own Lambda client calls localhost:MOTO_PORT (AWS-FACTS.md).
         self._exit.enter_context(_env("MOTO_PORT", str(self.server_port)))
         self._exit.enter_context(_env("AWS_ENDPOINT_URL", self.endpoint_url or ""))
@@ -154,15 +156,9 @@ class EmbeddedAws:
         if self.endpoint_url:
             return self.endpoint_url
         with self._instance_server_lock:  # two slots' instances may ask at once
-            if self._instance_server is None:
-                from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-
-                logging.getLogger("werkzeug").setLevel(logging.WARNING)
-                server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-                server.start()
-                self._exit.callback(server.stop)
-                self._instance_server = server
-        return f"http://127.0.0.1:{self._instance_server._server.server_port}"
+            if self._instance_port is None:
+                self._instance_port = self._loopback_server(0)
+        return f"http://127.0.0.1:{self._instance_port}"
 
     def client(self, service: str) -> BaseClient:
         return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
@@ -270,10 +266,9 @@ class EmbeddedAws:
 
 # --- the account the embedded AWS starts as -----------------------------------------------
 
-def seed_account(ec2: BaseClient, ssm: BaseClient) -> None:
+def seed_account(ec2: BaseClient) -> None:
     """Make moto's account look like a new real one: its default VPC reaches the internet
-    through an internet gateway (moto's has no route), and the public AMI parameters that
-    the launch stage resolves exist."""
+    through an internet gateway (moto's has no route). `seed_images` adds the public images."""
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     attached = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc]}])
     if not attached["InternetGateways"]:
