@@ -12,6 +12,17 @@ from botocore.client import BaseClient
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
+def cause_message(cause: str | None) -> str | None:
+    """A failure's message: the errorMessage of a Lambda error payload, else the cause itself."""
+    if not cause:
+        return cause
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause
+    return str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else cause
+
+
 @dataclass
 class ExecutionResult:
     arn: str
@@ -25,13 +36,7 @@ class ExecutionResult:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
 
     def error_message(self) -> str | None:
-        """The cause's errorMessage when it is a Lambda error payload, else the cause."""
-        if not self.cause:
-            return None
-        try:
-            return str(json.loads(self.cause).get("errorMessage", self.cause))
-        except (ValueError, AttributeError):
-            return self.cause
+        return cause_message(self.cause) or None
 
 
 

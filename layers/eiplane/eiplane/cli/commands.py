@@ -21,6 +21,8 @@ from eiplane.errors import InvalidFleetSpec
 from eiplane.models.spec import parse_fleet_spec
 from eiplane.naming import model_prefix
 
+LOCAL_POLL_S = 0.1  # the embedded AWS has no quota to respect
+
 
 class CommandError(Exception):
     """A command cannot run as asked; the message says why and what to do."""
@@ -51,10 +53,12 @@ def write_json(path: str, document: Any) -> None:
 
 
 def run_and_report(sfn: BaseClient, state_machine_arn: str, spec: dict[str, Any], name: str,
-                   report_path: str | None) -> int:
+                   report_path: str | None, poll_s: float = 1.0) -> int:
+    """Start, follow, print. Polling a real account once a second keeps GetExecutionHistory
+    well inside its quota (5 calls a second refill)."""
     arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(spec))["executionArn"]
     print(f"execution {arn}")
-    result = follow(sfn, arn)
+    result = follow(sfn, arn, poll_s=poll_s)
     if result.status == "SUCCEEDED":
         (print_plan if spec.get("dry_run") else print_report)(result.output)
         document: Any = result.output
@@ -89,7 +93,8 @@ def fleet_apply(args: argparse.Namespace) -> int:
 
                 push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"],
                      model_prefix(spec["name"], spec["model"]["name"], spec["model"]["version"]), args.artifact)
-            return run_and_report(aws.client("stepfunctions"), aws.state_machine_arn(), spec, name, args.report)
+            return run_and_report(aws.client("stepfunctions"), aws.state_machine_arn(), spec, name, args.report,
+                                  poll_s=LOCAL_POLL_S)
     if args.artifact:
         raise CommandError("--artifact is for --local; elsewhere push it first: eiplane artifact push")
     session = boto3.session.Session(region_name=args.region)

@@ -18,7 +18,7 @@ import moto
 from botocore.client import BaseClient
 
 from eiplane.artifacts.push import push
-from eiplane.cli.commands import execution_name, write_json
+from eiplane.cli.commands import LOCAL_POLL_S, execution_name, write_json
 from eiplane.cli.progress import follow, print_plan, print_report
 from eiplane.local.engine import EmbeddedAws, find_project_root
 from eiplane.naming import model_prefix
@@ -87,7 +87,7 @@ def run_demo(report_path: str | None = None) -> int:
         print(" ", end="")
         plan = follow(sfn, sfn.start_execution(stateMachineArn=machine, name="demo-plan",
                                                input=json.dumps({**specs[1], "dry_run": True}))["executionArn"],
-                      compact=True)
+                      compact=True, poll_s=LOCAL_POLL_S)
         print_plan(plan.output)
 
         passes: list[dict[str, Any]] = []
@@ -101,7 +101,8 @@ def run_demo(report_path: str | None = None) -> int:
                 name = execution_name(f"demo{number}-{spec['name']}")
                 print(f"\n{spec['name']} ({spec['backend']['type']}): execution {name}\n ", end="")
                 result = follow(sfn, sfn.start_execution(stateMachineArn=machine, name=name,
-                                                         input=json.dumps(spec))["executionArn"], compact=True)
+                                                         input=json.dumps(spec))["executionArn"], compact=True,
+                                poll_s=LOCAL_POLL_S)
                 if result.status == "SUCCEEDED":
                     print_report(result.output)
                 runs.append({"execution_arn": result.arn, "status": result.status, "error": result.error,

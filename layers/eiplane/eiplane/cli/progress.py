@@ -13,17 +13,7 @@ from typing import Any, TextIO
 
 from botocore.client import BaseClient
 
-from eiplane.executions import TERMINAL, ExecutionResult, wait_for_execution
-
-
-def _cause_message(cause: str | None) -> str:
-    if not cause:
-        return ""
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return cause
-    return str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else cause
+from eiplane.executions import TERMINAL, ExecutionResult, cause_message, wait_for_execution
 
 
 def describe_event(event: dict[str, Any], entered: dict[str, float]) -> str | None:
@@ -40,17 +30,17 @@ def describe_event(event: dict[str, Any], entered: dict[str, float]) -> str | No
         return f"  ok {name} ({took:.2f} s)"
     if kind in ("LambdaFunctionFailed", "TaskFailed"):
         details = event.get("lambdaFunctionFailedEventDetails") or event.get("taskFailedEventDetails") or {}
-        return f"    ! {details.get('error')}: {_cause_message(details.get('cause'))}"
+        return f"    ! {details.get('error')}: {cause_message(details.get('cause')) or ''}"
     if kind == "ExecutionFailed":
         details = event.get("executionFailedEventDetails", {})
-        return f"  FAILED {details.get('error')}: {_cause_message(details.get('cause'))}"
+        return f"  FAILED {details.get('error')}: {cause_message(details.get('cause')) or ''}"
     if kind == "ExecutionSucceeded":
         return "  SUCCEEDED"
     return None
 
 
 def follow(sfn: BaseClient, execution_arn: str, out: TextIO | None = None, timeout_s: float = 3600,
-           poll_s: float = 0.2, compact: bool = False) -> ExecutionResult:
+           poll_s: float = 1.0, compact: bool = False) -> ExecutionResult:
     """Print each new history event until the execution ends, then return its result.
     Compact: one line, the states' names as they are entered, then the outcome."""
     out = out or sys.stdout

@@ -4,10 +4,10 @@ so both the table and the EC2 console say where every instance stands."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from eiplane.aws import aws_errors, client, record_api_calls
+from eiplane.executions import cause_message
 from eiplane.models.launch import (
     FleetReport,
     LaunchResult,
@@ -51,12 +51,7 @@ def put_in_service(request: PutInServiceInput) -> SlotOutcome:
 
 
 def failure_reason(error: dict[str, Any]) -> str:
-    name, cause = error.get("Error", "Failed"), error.get("Cause") or ""
-    try:
-        message = json.loads(cause).get("errorMessage", cause)
-    except (ValueError, AttributeError):
-        message = cause
-    return f"{name}: {message}"
+    return f"{error.get('Error', 'Failed')}: {cause_message(error.get('Cause')) or ''}"
 
 
 def terminate_slot(request: TerminateSlotInput) -> SlotOutcome:
