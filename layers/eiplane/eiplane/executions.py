@@ -32,6 +32,14 @@ class ExecutionResult:
     cause: str | None
     events: list[dict[str, Any]]
 
+    @classmethod
+    def of(cls, described: dict[str, Any], events: list[dict[str, Any]]) -> ExecutionResult:
+        """From a DescribeExecution answer and the whole history."""
+        output = described.get("output")
+        return cls(arn=described["executionArn"], status=described["status"],
+                   output=json.loads(output) if output else None, error=described.get("error"),
+                   cause=described.get("cause"), events=events)
+
     def states_entered(self) -> list[str]:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
 
@@ -50,14 +58,10 @@ def wait_for_execution(sfn: BaseClient, execution_arn: str, timeout_s: float = 1
         if time.monotonic() > deadline:
             raise TimeoutError(f"{execution_arn} still {described['status']} after {timeout_s} s")
         time.sleep(poll_s)
-    events = list(_history(sfn, execution_arn))
-    output = described.get("output")
-    return ExecutionResult(
-        arn=execution_arn, status=described["status"], output=json.loads(output) if output else None,
-        error=described.get("error"), cause=described.get("cause"), events=events,
-    )
+    return ExecutionResult.of(described, history(sfn, execution_arn))
 
 
-def _history(sfn: BaseClient, execution_arn: str) -> Any:
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
-        yield from page["events"]
+def history(sfn: BaseClient, execution_arn: str) -> list[dict[str, Any]]:
+    """Every event of the execution, every page."""
+    return [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+            for e in page["events"]]

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from botocore.client import BaseClient
 
-from eiplane.executions import TERMINAL, ExecutionResult, cause_message, wait_for_execution
+from eiplane.executions import TERMINAL, ExecutionResult, cause_message, history
 
 
 def describe_event(event: dict[str, Any], entered: dict[str, float]) -> str | None:
@@ -48,9 +48,9 @@ def follow(sfn: BaseClient, execution_arn: str, out: TextIO | None = None, timeo
     entered: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s
     while True:
-        status = sfn.describe_execution(executionArn=execution_arn)["status"]
-        events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
-                  for e in page["events"]]
+        described = sfn.describe_execution(executionArn=execution_arn)
+        status = described["status"]
+        events = history(sfn, execution_arn)  # read after the status: complete once it is terminal
         for event in events[printed:]:
             line = describe_event(event, entered)
             if line and compact:
@@ -62,7 +62,7 @@ def follow(sfn: BaseClient, execution_arn: str, out: TextIO | None = None, timeo
                 print(line, file=out, flush=True)
         printed = len(events)
         if status in TERMINAL:
-            return wait_for_execution(sfn, execution_arn, timeout_s=1)
+            return ExecutionResult.of(described, events)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{execution_arn} is still {status}; follow it in the Step Functions console")
         time.sleep(poll_s)
