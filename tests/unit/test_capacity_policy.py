@@ -110,6 +110,33 @@ def test_scale_in_chooses_not_yet_ready_slots_first() -> None:
     assert decision.terminate == ["launching-1", "launching-2", "launching-0"]  # furthest from ready first
 
 
+def test_scale_in_never_touches_a_slot_mid_validation() -> None:
+    validating = [Slot(id=f"v{i}", state=SlotState.VALIDATING, minutes_until_ready=2.0) for i in range(3)]
+    ready = [Slot(id=f"r{i}", state=SlotState.READY) for i in range(11)]
+    obs = Observation(history=steady(300), history_end_minute=119, slots=[*ready, *validating],
+                      capacity_per_instance_rps=CAP, max_size=20)
+    decision = plan(obs)
+    # far too many for 300 req/s, but the only not-yet-ready slots are being validated: nothing is cancelled,
+    # and no ready instance is drained while they warm up
+    assert decision.code is ReasonCode.HOLD_WARMING_UP and decision.terminate == []
+    assert decision.launching == 3
+    # a cancellable launching slot goes, the validating ones stay
+    launching = Slot(id="l0", state=SlotState.LAUNCHING, minutes_until_ready=5.0)
+    mixed = plan(obs.model_copy(update={"slots": [*ready, *validating, launching]}))
+    assert mixed.code is ReasonCode.SCALE_IN and mixed.terminate == ["l0"]
+
+
+def test_cut_to_max_skips_slots_mid_validation() -> None:
+    validating = [Slot(id=f"v{i}", state=SlotState.VALIDATING, minutes_until_ready=1.0) for i in range(2)]
+    ready = [Slot(id=f"r{i}", state=SlotState.READY) for i in range(5)]
+    obs = Observation(history=steady(100), history_end_minute=119, slots=[*ready, *validating],
+                      capacity_per_instance_rps=CAP, max_size=4)
+    decision = plan(obs)
+    assert decision.code is ReasonCode.SCALE_IN_TO_MAX
+    assert decision.terminate == ["r0", "r1", "r2"] and decision.desired == 4
+    assert not set(decision.terminate) & {"v0", "v1"}
+
+
 def test_scale_in_drains_ready_least_throughput_first() -> None:
     slots = [Slot(id=f"r{i}", state=SlotState.READY, throughput_rps=tp) for i, tp in enumerate((120.0, 80.0, 100.0, 100.0))]
     obs = Observation(history=steady(100), history_end_minute=119, slots=slots, capacity_per_instance_rps=CAP, max_size=10)

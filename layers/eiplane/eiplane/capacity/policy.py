@@ -56,7 +56,8 @@ class _Frozen(BaseModel):
 
 
 class SlotState(StrEnum):
-    LAUNCHING = "launching"  # launched, not yet validated: billed, serves nothing
+    LAUNCHING = "launching"  # launched, not yet validated: billed, serves nothing; may be cancelled
+    VALIDATING = "validating"  # a workflow is validating it right now: coming like LAUNCHING, never drained
     READY = "ready"  # validated and in service
     DRAINING = "draining"  # leaving: finishing its requests, then terminated; not counted
 
@@ -100,6 +101,12 @@ class Observation(_Frozen):
 
     @property
     def launching(self) -> list[Slot]:
+        """Every slot on its way: counted as coming capacity."""
+        return [slot for slot in self.slots if slot.state in (SlotState.LAUNCHING, SlotState.VALIDATING)]
+
+    @property
+    def cancellable(self) -> list[Slot]:
+        """Slots on their way that scale-in may cancel (not mid-validation)."""
         return [slot for slot in self.slots if slot.state is SlotState.LAUNCHING]
 
     @classmethod
@@ -343,11 +350,17 @@ def _metrics_problem(observation: Observation, settings: PolicySettings) -> str 
     return None
 
 
+def _cancel_order(observation: Observation, count: int) -> list[str]:
+    """Cancellable not-yet-ready slots, furthest from ready first (a slot mid-validation is never touched)."""
+    cancellable = sorted(observation.cancellable, key=lambda slot: (-slot.minutes_until_ready, slot.id))
+    return [slot.id for slot in cancellable[:count]]
+
+
 def _drain_order(observation: Observation, count: int) -> list[str]:
-    """Not-yet-ready slots first (furthest from ready first), then ready ones (least measured throughput first)."""
-    launching = sorted(observation.launching, key=lambda slot: (-slot.minutes_until_ready, slot.id))
+    """Cancellable not-yet-ready slots first, then ready ones (least measured throughput first)."""
     ready = sorted(observation.ready, key=lambda slot: (slot.throughput_rps or 0.0, slot.id))
-    return [slot.id for slot in (launching + ready)[:count]]
+    cancel = _cancel_order(observation, count)
+    return cancel + [slot.id for slot in ready[:count - len(cancel)]]
 
 
 def plan(observation: Observation, settings: PolicySettings | None = None) -> Decision:
@@ -367,8 +380,9 @@ def plan(observation: Observation, settings: PolicySettings | None = None) -> De
 
     if current > high:
         cut = _drain_order(observation, current - high)
-        return decide(high, ReasonCode.SCALE_IN_TO_MAX,
-                      f"{fleet} is above max {high}: draining {len(cut)}, not-yet-ready slots first", terminate=cut)
+        return decide(current - len(cut), ReasonCode.SCALE_IN_TO_MAX,
+                      f"{fleet} is above max {high}: draining {len(cut)}, not-yet-ready slots first "
+                      "(none mid-validation)", terminate=cut)
 
     problem = _metrics_problem(observation, s)
     if problem is not None:
@@ -442,12 +456,12 @@ def plan(observation: Observation, settings: PolicySettings | None = None) -> De
                           f"{why}, {surplus} fewer than {fleet}, but the last scale-in was "
                           f"{now - last_in} min ago (interval {s.scale_in_interval_minutes})",
                           needed=needed, fc=fc)
-        if launching and not s.cancel_surplus_launches:
+        if launching and (not s.cancel_surplus_launches or not observation.cancellable):
             return decide(current, ReasonCode.HOLD_WARMING_UP,
                           f"{why}, {surplus} fewer than {fleet}, but scale-in is held while {launching} slot(s) warm up",
                           needed=needed, fc=fc)
         if launching:
-            cancel = _drain_order(observation, min(surplus, launching))
+            cancel = _cancel_order(observation, surplus)
             held = surplus - len(cancel)
             note = f"; {held} ready instance(s) held while slots warm up" if held else ""
             return decide(current - len(cancel), ReasonCode.SCALE_IN,
