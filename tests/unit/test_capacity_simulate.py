@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from eiplane.capacity import traces
-from eiplane.capacity.benchmark import CurvePoint, check_targets, cost_at_violation, render_table, run_benchmark
+from eiplane.capacity.benchmark import (
+    CurvePoint,
+    check_targets,
+    cost_at_violation,
+    pool_sizing,
+    render_pool_sizing,
+    render_table,
+    run_benchmark,
+)
 from eiplane.capacity.policy import PolicySettings
 from eiplane.capacity.simulate import (
     Action,
@@ -18,6 +27,7 @@ from eiplane.capacity.simulate import (
     HpaLike,
     Schedule,
     SimConfig,
+    SimResult,
     TargetTracking,
     oracle,
     read_trace,
@@ -38,12 +48,14 @@ class Script:
     def __init__(self, launches: dict[int, int] | None = None, stops: dict[int, int] | None = None):
         self.launches, self.stops = launches or {}, stops or {}
         self.seen: list[tuple[int, int, int]] = []
+        self.views: list[tuple[int, int, list[tuple[str, int]]]] = []  # (minute, warm pool, launching (id, s to ready))
 
     def ticks(self, minute: int, alarm: bool) -> str | None:
         return "minute"
 
     def decide(self, view: FleetView) -> Action:
         self.seen.append((view.minute, len(view.ready), len(view.launching)))
+        self.views.append((view.minute, view.warm_pool, [(s.id, s.ready_s - view.now_s) for s in view.launching]))
         victims = sorted(view.launching, key=lambda s: s.id) + sorted(view.ready, key=lambda s: s.id)
         return Action(launch=self.launches.get(view.minute, 0),
                       terminate=tuple(s.id for s in victims[:self.stops.get(view.minute, 0)]))
@@ -161,6 +173,136 @@ def test_eiplane_policy_scales_in_after_demand_falls_without_flapping() -> None:
     assert all(b - a >= 5 for a, b in itertools.pairwise(ins))  # and between scale-ins
 
 
+# --- warm pool ----------------------------------------------------------------------------------
+
+POOLED = SimConfig(launch_minutes=2, interval_minutes=5, drain_minutes=1, capacity_rps=100, min_size=0, initial_utilisation=1.0,
+                   warm_pool_size=2, resume_minutes=1)
+
+
+def test_default_config_has_no_warm_pool_and_terminates_drained_instances() -> None:
+    cfg = SimConfig()
+    assert (cfg.warm_pool_size, cfg.resume_minutes, cfg.warm_cost_fraction, cfg.warm_pool_prefill) == (0, 2, 0.011, False)
+    demand = [200.0] * 10
+    script = Script(launches={6: 1}, stops={1: 1})
+    result = simulate(demand, script, SMALL)
+    assert all(row.warm_pool == 0 for row in result.timeline)
+    assert result.summary.launches == 1 and result.summary.resumes == 0
+    assert result.summary.warm_pool_hours == 0 and result.summary.warm_pool_instance_hours == 0
+    assert result.summary.label == "script"
+    # launched at the end of minute 6: L = 2 minutes away, not W
+    assert [launching for minute, _, launching in script.views if minute == 7] == [[("i-000003", 60)]]
+    # the drained instance is terminated after its drain: 0..180 s; the other 600 s; the launch 420..600 s
+    assert result.summary.instance_hours == pytest.approx((180 + 600 + 180) / 3600)
+
+
+def test_a_resumed_warm_instance_serves_after_w_minutes_and_is_launching_until_then() -> None:
+    demand = [200.0] * 12
+    script = Script(launches={5: 1}, stops={1: 1})  # stops i-000001 (by id) at the end of minute 1
+    result = simulate(demand, script, POOLED)
+    rows = result.timeline
+    # draining 120..180 s, stopped into the pool at 180 s (minute 3)
+    assert [row.draining for row in rows[1:4]] == [0, 1, 0]
+    assert [row.warm_pool for row in rows[2:7]] == [0, 1, 1, 1, 0]
+    # resumed at the end of minute 5 (360 s): to the controller a not-yet-ready slot, ready at 360 + 60 W = 420 s
+    # (a launch would be at 480 s), so at the end of minute 6 it has 0 s to go
+    assert [v for v in script.views if v[0] in (5, 6)] == [(5, 1, []), (6, 0, [("i-000001", 0)])]
+    # it serves from minute 5 + 1 + W = 7, not 5 + 1 + L = 8
+    assert [row.ready for row in rows[5:9]] == [1, 1, 2, 2] and rows[6].launching == 1
+    assert result.summary.resumes == 1 and result.summary.launches == 0
+    assert result.summary.resumes_per_day == pytest.approx(1440 / 12)
+
+
+def test_warm_pool_billing_at_the_fraction_and_a_new_running_period_per_resume() -> None:
+    cfg = replace(POOLED, warm_cost_fraction=0.5)
+    result = simulate([200.0] * 12, Script(launches={6: 1}, stops={1: 1}), cfg)
+    # i-000002 runs 0..720 s; i-000001 runs 0..180 s, is stopped 180..420 s, runs again 420..720 s
+    stopped = 240
+    assert result.summary.warm_pool_hours == pytest.approx(stopped / 3600)
+    assert result.summary.warm_pool_instance_hours == pytest.approx(0.5 * stopped / 3600)
+    assert result.summary.instance_hours == pytest.approx((720 + 180 + 300 + 0.5 * stopped) / 3600)
+    # the default fraction: a g5.xlarge's 100 GiB gp3 root volume, 0.011 of its hourly price
+    default = simulate([200.0] * 12, Script(launches={6: 1}, stops={1: 1}), POOLED)
+    assert default.summary.instance_hours == pytest.approx((720 + 180 + 300 + 0.011 * stopped) / 3600)
+    # a resume at the end of the trace's last minute is a new period: billed 60 s, its minimum
+    late = simulate([200.0] * 12, Script(launches={11: 1}, stops={1: 1}), cfg)
+    assert late.summary.instance_hours == pytest.approx((720 + 180 + 60 + 0.5 * (720 - 180)) / 3600)
+    # still stopped at the end of the trace: pool time to the end, nothing more
+    kept = simulate([200.0] * 12, Script(stops={1: 1}), cfg)
+    assert kept.summary.instance_hours == pytest.approx((720 + 180 + 0.5 * (720 - 180)) / 3600)
+
+
+def test_the_pool_cap_is_respected_and_the_excess_terminated() -> None:
+    demand = [400.0] + [100.0] * 11  # 4 ready; 3 drained at once into a pool of 2
+    script = Script(launches={6: 3}, stops={1: 3})
+    result = simulate(demand, script, POOLED)
+    rows = result.timeline
+    assert rows[3].warm_pool == 2 and rows[3].ready == 1 and rows[3].draining == 0
+    # scale-out of 3: the 2 pooled are resumed (ready after W = 1), the third launched (after L = 2)
+    assert result.summary.resumes == 2 and result.summary.launches == 1
+    # at the end of minute 7 the resumes (from 420 s) are W = 60 s old and ready now, the launch has 60 s to go
+    assert sorted(seconds for _, seconds in next(v for v in script.views if v[0] == 7)[2]) == [0, 0, 60]
+    assert [row.ready for row in rows[7:10]] == [1, 3, 4]
+    # the third drained instance (i-000003, the highest id) was terminated at 180 s, the pooled two ran again from 420 s
+    assert result.summary.instance_hours == pytest.approx((720 + 180 + 2 * (180 + 300) + 300 + 0.011 * 2 * 240) / 3600)
+
+
+def test_cancelled_not_yet_ready_slots_are_terminated_never_pooled() -> None:
+    cfg = replace(POOLED, warm_pool_size=5)
+    # a launch cancelled before it is ready
+    launched = simulate([100.0] * 8, Script(launches={0: 1}, stops={1: 1}), cfg)
+    assert all(row.warm_pool == 0 for row in launched.timeline)
+    assert launched.summary.instance_hours == pytest.approx((480 + 60) / 3600)
+    # a resume cancelled before it is ready: terminated, the pool is empty afterwards
+    script = Script(launches={4: 1}, stops={1: 1, 5: 1})  # the resumed slot is not ready at minute 5: it sorts first
+    resumed = simulate([200.0] * 10, script, cfg)
+    assert [row.warm_pool for row in resumed.timeline[2:8]] == [0, 1, 1, 0, 0, 0]
+    assert resumed.timeline[6].launching == 0 and resumed.timeline[6].ready == 1
+    # i-000002 0..600 s; i-000001 0..180 s running, 180..300 s stopped, 300..360 s resumed then cancelled
+    assert resumed.summary.instance_hours == pytest.approx((600 + 180 + 60 + 0.011 * 120) / 3600)
+
+
+def test_the_prefilled_variant_bills_each_instance_l_minutes_and_its_pool_time() -> None:
+    cfg = replace(POOLED, warm_pool_size=3, warm_pool_prefill=True, warm_cost_fraction=0.5)
+    idle = simulate([100.0] * 10, Script(), cfg)
+    assert idle.timeline[0].warm_pool == 3
+    assert idle.summary.launches == 0 and idle.summary.resumes == 0
+    assert idle.summary.prefill_instance_hours == pytest.approx(3 * 2 * 60 / 3600)  # L = 2 minutes each
+    assert idle.summary.instance_hours == pytest.approx((600 + 3 * 120 + 0.5 * 3 * 600) / 3600)
+    assert idle.summary.label == "script + warm pool (prefilled)"
+    # one resumed at the end of minute 3: ready after W, no launch
+    used = simulate([100.0] * 10, Script(launches={3: 1}), cfg)
+    assert used.summary.resumes == 1 and used.summary.launches == 0
+    assert used.timeline[4].warm_pool == 2 and used.timeline[5].ready == 2
+    assert used.summary.instance_hours == pytest.approx((600 + 3 * 120 + 360 + 0.5 * (2 * 600 + 240)) / 3600)
+    # a 1-minute launch time still bills the 60-second minimum for each prefilled instance
+    short = simulate([100.0] * 10, Script(), replace(cfg, launch_minutes=0))
+    assert short.summary.prefill_instance_hours == pytest.approx(3 * 60 / 3600)
+
+
+def test_the_real_policy_with_a_warm_pool_misses_w_plus_one_minutes_of_a_step() -> None:
+    demand = [500.0] * 30 + [1500.0] * 10
+    settings = PolicySettings(launch_minutes=6, interval_minutes=5)
+
+    def run(size: int = 0, prefill: bool = False, resume: int = 2) -> SimResult:
+        cfg = SimConfig(launch_minutes=6, interval_minutes=5, capacity_rps=100, initial_utilisation=0.9, warm_pool_size=size,
+                        warm_pool_prefill=prefill, resume_minutes=resume)
+        return simulate(demand, EiplanePolicy(settings), cfg)
+
+    assert run().summary.violation_minutes == 7  # L + 1
+    pooled = run(20, prefill=True, resume=2)
+    assert pooled.summary.violation_minutes == 3  # W + 1: the alarm at the end of minute 30 resumes, ready at 33
+    assert pooled.summary.resumes == 20 and pooled.timeline[33].ready * 100 >= 1500
+    # W = L: the pool makes capacity no sooner, so it misses as much as no pool
+    assert run(20, prefill=True, resume=6).summary.violation_minutes == 7
+    # the scale-in-only pool is empty at the step: no help
+    assert run(20).summary.violation_minutes == 7
+
+
+def test_sim_config_rejects_a_negative_pool() -> None:
+    with pytest.raises(ValueError, match="warm_pool_size"):
+        SimConfig(warm_pool_size=-1)
+
+
 # --- baselines ----------------------------------------------------------------------------------
 
 
@@ -244,11 +386,32 @@ def test_trace_and_timeline_files(tmp_path: Path) -> None:
 
 def test_benchmark_table_and_targets_on_a_short_trace() -> None:
     short = {"diurnal": traces.diurnal(days=1)[:600], "flash_crowd": traces.flash_crowd(days=1)[:600]}
-    result = run_benchmark(6, 5, traces=short)
+    result = run_benchmark(6, 5, traces=short, warm_pool_size=7)
     table = render_table(result)
     assert "| diurnal | eiplane |" in table and "| flash_crowd | target-tracking-70 |" in table
-    assert {c["target"] for c in check_targets(result)} >= {"diurnal: cost <= 1.20x oracle",
-                                                             "flash_crowd: violation minutes <= 0.5%"}
+    assert "| flash_crowd | eiplane + warm pool |" in table
+    assert "| diurnal | target-tracking-70 + warm pool (prefilled) |" in table
+    assert "at most 7 stopped instances" in table
+    assert result.summary("flash_crowd", "eiplane").warm_pool_size == 0
+    assert result.summary("flash_crowd", "eiplane", "prefilled").warm_pool_prefill
+    assert {c["target"] for c in check_targets(result)} >= {
+        "diurnal: cost <= 1.20x oracle", "flash_crowd: violation minutes <= 0.5%",
+        "eiplane + warm pool (scale-in): flash_crowd: violation minutes <= 0.5%",
+        "eiplane + warm pool (prefilled): flash_crowd: violation minutes <= 0.5%"}
+    plain = run_benchmark(6, 5, traces={"flash_crowd": short["flash_crowd"]}, warm_pool_size=0)
+    assert [s.policy for s in plain.summaries] == ["eiplane", "target-tracking-70", "hpa-70"]
+    with pytest.raises(ValueError, match="warm_pool_size"):
+        run_benchmark(6, 5, traces=short, config=replace(SimConfig(), warm_pool_size=3))
+
+
+def test_pool_sizing_table_on_a_short_trace() -> None:
+    short = {"flash_crowd": traces.flash_crowd(days=1)[:400]}
+    points = pool_sizing(6, 5, traces=short, sizes=(0, 10), resume_minutes=(1, 2), size=10)
+    assert {(p.fill, p.size, p.resume_minutes) for p in points} == {
+        (fill, n, w) for fill in ("scale-in", "prefilled") for n, w in ((0, 2), (10, 2), (10, 1))}
+    text = render_pool_sizing(points, 10, 2)
+    assert "| pool size | scale-in: cost / oracle |" in text and "| W (min) |" in text
+    assert len([line for line in text.splitlines() if line.startswith("| 10 |")]) == 1
 
 
 def test_cost_at_equal_violation_interpolates_the_frontier() -> None:

@@ -10,16 +10,37 @@ The model (every figure in minutes unless named otherwise):
   above `alarm_threshold` x ready capacity (at most once a minute: one datapoint a minute).
   The baselines evaluate every minute, as their alarms and sync loops do.
 - A launch made at the end of minute t is billed from then and serves from minute t + 1 + L.
-- Scale-in drains a ready instance for D minutes (billed, not serving) and then terminates it;
-  a not-yet-ready slot is terminated at once.
-- Billing is per second with a 60-second minimum per instance lifetime; launching and draining
-  time are billed. Instances still running at the end of the trace are billed to its end. The
-  initial fleet (ceil(d[0] / (capacity x `initial_utilisation`)), the same for every
-  controller) is billed from 0 without a launch.
+- Scale-in drains a ready instance for D minutes (billed, not serving) and then terminates it
+  (or stops it into the warm pool, below); a not-yet-ready slot is terminated at once.
+- Billing is per second with a 60-second minimum per running period (an instance's lifetime
+  unless it was resumed from the warm pool); launching and draining time are billed. Instances
+  still running at the end of the trace are billed to its end. The initial fleet
+  (ceil(d[0] / (capacity x `initial_utilisation`)), the same for every controller) is billed
+  from 0 without a launch.
 - The oracle (perfect foresight, exact optimum): ceil(d[t] / capacity) instances ready in every
   minute; taken as layers, instance k is kept through an idle gap of at most L + D minutes and
   relaunched (drain D + launch L, billed) after a longer one. Keeping costs the gap, relaunching
-  costs L + D, and the cost separates by layer, so this is optimal.
+  costs L + D, and the cost separates by layer, so this is optimal. It needs no warm pool.
+
+The warm pool (EC2-style; off unless `warm_pool_size` > 0; the control plane implements the same):
+
+- It holds at most `warm_pool_size` stopped, already-validated instances. It is filled only by
+  scale-in: a ready instance that has drained for D minutes is stopped into the pool while the
+  pool holds fewer than `warm_pool_size`, else terminated (draining instances reaching the end
+  of their drain in the same minute are taken oldest id first). A not-yet-ready slot that is
+  cancelled (a launch or a resume) is terminated, never pooled. With `warm_pool_prefill`, the
+  pool also starts full: `warm_pool_size` instances launched, validated and stopped before the
+  trace, each billed L minutes running (the 60-second minimum applies) and its pool time.
+- Scale-out of k: min(k, pool) pooled instances are resumed first (the longest stopped first),
+  the rest launched. A resume at the end of minute t serves from minute t + 1 + W (W =
+  `resume_minutes`: start, agent re-registration, re-validation) and is, to the controller, a
+  not-yet-ready slot W minutes from ready. It opens a new running period: billed from the
+  resume, per second, with the 60-second minimum again.
+- A stopped instance is billed for its root volume only: per second, no minimum, at
+  `warm_cost_fraction` of an instance-hour (100 GiB gp3 at $0.08/GB-month = $0.011/h against
+  $1.006/h for a g5.xlarge: 0.011), counted in the same instance-hours as running time. The
+  root volume of running instances is not charged anywhere (the oracle's neither).
+- Resumes are counted apart from launches (`resumes`); the initial fill counts as neither.
 """
 
 from __future__ import annotations
@@ -50,6 +71,14 @@ class SimConfig:
     min_billed_seconds: int = 60
     initial_utilisation: float = 0.7
     start_minute: int = 0  # epoch minute of the trace's first minute
+    warm_pool_size: int = 0  # the most stopped, validated instances kept; 0: no pool
+    resume_minutes: int = 2  # W: a resume at the end of minute t serves from minute t + 1 + W
+    warm_cost_fraction: float = 0.011  # a stopped instance-hour (its EBS root volume) over a running one
+    warm_pool_prefill: bool = False  # the pool starts full: launched, validated and stopped before the trace
+
+    def __post_init__(self) -> None:
+        if self.warm_pool_size < 0 or self.resume_minutes < 0 or self.warm_cost_fraction < 0:
+            raise ValueError("warm_pool_size, resume_minutes and warm_cost_fraction must be >= 0")
 
     def required(self, demand: float) -> int:
         return max(0, math.ceil(demand / self.capacity_rps - EPS))
@@ -58,11 +87,24 @@ class SimConfig:
 @dataclass
 class SimSlot:
     id: str
-    launched_s: int
+    launched_s: int  # start of the current running period (a launch or a resume)
     ready_s: int
     drain_s: int | None = None
-    end_s: int | None = None
+    end_s: int | None = None  # end of the current running period (stopped into the pool or terminated)
     initial: bool = False
+    closed_billed_s: int = 0  # billed seconds of earlier running periods (an instance that was in the pool)
+    pooled_s: int = 0  # seconds stopped in the warm pool, earlier stays
+    stopped_s: int | None = None  # in the pool since, or None
+
+    def running_billed_s(self, end_s: int, minimum: int) -> int:
+        """Billed running seconds up to end_s: the earlier periods and, unless stopped, the current one."""
+        if self.stopped_s is not None:
+            return self.closed_billed_s
+        stop = end_s if self.end_s is None else min(self.end_s, end_s)
+        return self.closed_billed_s + max(minimum, stop - self.launched_s)
+
+    def pooled_until_s(self, end_s: int) -> int:
+        return self.pooled_s + (end_s - self.stopped_s if self.stopped_s is not None else 0)
 
 
 @dataclass(frozen=True)
@@ -75,13 +117,15 @@ class Action:
 class FleetView:
     """What a controller sees at the end of minute `minute`: the past only."""
 
-    def __init__(self, demand: Sequence[float], minute: int, ready: list[SimSlot], launching: list[SimSlot], config: SimConfig):
+    def __init__(self, demand: Sequence[float], minute: int, ready: list[SimSlot], launching: list[SimSlot], config: SimConfig,
+                 warm_pool: int = 0):
         self._demand = demand
         self.minute = minute
         self.now_s = 60 * (minute + 1)
         self.ready = ready
-        self.launching = launching
+        self.launching = launching  # launched or resumed, not yet ready
         self.config = config
+        self.warm_pool = warm_pool  # stopped instances that a scale-out would resume first
 
     @property
     def latest(self) -> float:
@@ -155,6 +199,20 @@ class Summary:
     oracle_launches: int
     ticks: int
     alarm_ticks: int
+    warm_pool_size: int = 0
+    warm_pool_prefill: bool = False
+    resumes: int = 0  # warm instances started again (not counted in launches)
+    resumes_per_day: float = 0.0
+    warm_pool_hours: float = 0.0  # stopped instance-hours in the pool
+    warm_pool_instance_hours: float = 0.0  # what they cost, in instance-hours: included in instance_hours
+    prefill_instance_hours: float = 0.0  # the initial fill's running time before the trace: included in instance_hours
+
+    @property
+    def label(self) -> str:
+        """The policy, and the warm pool if it had one."""
+        if not self.warm_pool_size:
+            return self.policy
+        return f"{self.policy} + warm pool{' (prefilled)' if self.warm_pool_prefill else ''}"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +228,7 @@ class TimelineRow:
     violation: bool
     unserved_rps: float
     tick: str
+    warm_pool: int = 0
 
 
 @dataclass
@@ -199,9 +258,19 @@ def simulate(demand: Sequence[float], controller: Controller, config: SimConfig 
     launching: list[SimSlot] = []
     draining: list[SimSlot] = []
     finished: list[SimSlot] = []
+    pool: deque[SimSlot] = deque()  # stopped, longest stopped first
+    prefilled: list[SimSlot] = []
+    if cfg.warm_pool_prefill:
+        # launched L minutes before the trace, validated, stopped at 0
+        for _ in range(cfg.warm_pool_size):
+            slot = new_slot(-60 * cfg.launch_minutes)
+            slot.end_s, slot.stopped_s = 0, 0
+            slot.closed_billed_s = max(cfg.min_billed_seconds, 60 * cfg.launch_minutes)
+            prefilled.append(slot)
+        pool.extend(prefilled)
     timeline: list[TimelineRow] = []
     violations, unserved, requested = 0, 0.0, 0.0
-    launches, ticks, alarm_ticks = 0, 0, 0
+    launches, resumes, ticks, alarm_ticks = 0, 0, 0, 0
 
     for t in range(total):
         start_s = 60 * t
@@ -209,7 +278,14 @@ def simulate(demand: Sequence[float], controller: Controller, config: SimConfig 
             ready.extend(s for s in launching if s.ready_s <= start_s)
             launching = [s for s in launching if s.ready_s > start_s]
         if draining and any(s.end_s is not None and s.end_s <= start_s for s in draining):
-            finished.extend(s for s in draining if s.end_s is not None and s.end_s <= start_s)
+            for s in sorted((s for s in draining if s.end_s is not None and s.end_s <= start_s), key=lambda s: s.id):
+                if len(pool) < cfg.warm_pool_size and s.end_s is not None:
+                    # stopped into the pool: this running period is over
+                    s.closed_billed_s += max(cfg.min_billed_seconds, s.end_s - s.launched_s)
+                    s.stopped_s = s.end_s
+                    pool.append(s)
+                else:
+                    finished.append(s)
             draining = [s for s in draining if s.end_s is None or s.end_s > start_s]
         d = demand[t]
         ready_capacity = len(ready) * capacity
@@ -222,12 +298,13 @@ def simulate(demand: Sequence[float], controller: Controller, config: SimConfig 
         alarm = cfg.alarm_threshold is not None and d > cfg.alarm_threshold * ready_capacity + EPS
         kind = controller.ticks(t, alarm)
         if keep_timeline:
-            timeline.append(TimelineRow(t, d, len(ready), len(launching), len(draining), violated, short, kind or ""))
+            timeline.append(TimelineRow(t, d, len(ready), len(launching), len(draining), violated, short, kind or "",
+                                        len(pool)))
         if kind is None:
             continue
         ticks += 1
         alarm_ticks += kind == "alarm"
-        action = controller.decide(FleetView(demand, t, ready, launching, cfg))
+        action = controller.decide(FleetView(demand, t, ready, launching, cfg, len(pool)))
         now_s = 60 * (t + 1)
         if action.terminate:
             gone = set(action.terminate)
@@ -242,21 +319,36 @@ def simulate(demand: Sequence[float], controller: Controller, config: SimConfig 
             launching = [s for s in launching if s.id not in gone]
             ready = [s for s in ready if s.id not in gone]
         for _ in range(action.launch):
-            launching.append(new_slot(now_s))
-            launches += 1
+            if pool:
+                # a resume: a new running period, ready W minutes after it
+                slot = pool.popleft()
+                assert slot.stopped_s is not None
+                slot.pooled_s += now_s - slot.stopped_s
+                slot.stopped_s, slot.drain_s, slot.end_s = None, None, None
+                slot.launched_s, slot.ready_s = now_s, now_s + 60 * cfg.resume_minutes
+                launching.append(slot)
+                resumes += 1
+            else:
+                launching.append(new_slot(now_s))
+                launches += 1
 
     end_s = 60 * total
-    seconds = 0
-    for s in finished + draining + ready + launching:
-        stop = end_s if s.end_s is None else min(s.end_s, end_s)
-        seconds += max(cfg.min_billed_seconds, stop - s.launched_s)
-    hours = seconds / 3600
+    running_s, pooled_s = 0, 0
+    for s in finished + draining + ready + launching + list(pool):
+        running_s += s.running_billed_s(end_s, cfg.min_billed_seconds)
+        pooled_s += s.pooled_until_s(end_s)
+    prefill_s = len(prefilled) * max(cfg.min_billed_seconds, 60 * cfg.launch_minutes)  # in running_s already
+    pool_hours = pooled_s / 3600
+    hours = running_s / 3600 + cfg.warm_cost_fraction * pool_hours
     days = total / 1440
     summary = Summary(
         policy=controller.name, trace=trace, minutes=total, instance_hours=hours, oracle_instance_hours=best.instance_hours,
         cost_vs_oracle=hours / best.instance_hours if best.instance_hours else math.inf, violation_minutes=violations,
         violation_minutes_pct=100 * violations / total, unserved_pct=100 * unserved / requested if requested else 0.0,
-        launches=launches, launches_per_day=launches / days, oracle_launches=best.launches, ticks=ticks, alarm_ticks=alarm_ticks)
+        launches=launches, launches_per_day=launches / days, oracle_launches=best.launches, ticks=ticks, alarm_ticks=alarm_ticks,
+        warm_pool_size=cfg.warm_pool_size, warm_pool_prefill=cfg.warm_pool_prefill, resumes=resumes,
+        resumes_per_day=resumes / days, warm_pool_hours=pool_hours, warm_pool_instance_hours=cfg.warm_cost_fraction * pool_hours,
+        prefill_instance_hours=prefill_s / 3600)
     return SimResult(summary=summary, timeline=timeline)
 
 
@@ -491,8 +583,9 @@ def write_timeline(rows: Iterable[TimelineRow], path: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["minute", "demand_rps", "ready", "launching", "draining", "violation", "unserved_rps", "tick"])
+        writer.writerow(["minute", "demand_rps", "ready", "launching", "draining", "violation", "unserved_rps", "tick",
+                         "warm_pool"])
         for row in rows:
             writer.writerow([row.minute, f"{row.demand_rps:.3f}", row.ready, row.launching, row.draining, int(row.violation),
-                             f"{row.unserved_rps:.3f}", row.tick])
+                             f"{row.unserved_rps:.3f}", row.tick, row.warm_pool])
     return target
