@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from eiplane.local.engine import EmbeddedAws
 from eiplane.local.template import load_template
 from tests.conftest import ROOT
 from tests.integration.conftest import Faults, private_vpc, spec_for
+from tests.integration.test_capacity_matching import START, fleet_capacity, outcome, put_demand, tick
 
 # API operations whose IAM action has another name, or that need no permission at all.
 ACTION_OF = {"s3:HeadObject": "s3:GetObject", "s3:ListObjectsV2": "s3:ListBucket"}
@@ -63,7 +65,15 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"], "fleets/demo-gpu/models/tiny-cnn/1/", artifact)
     gpu = spec_for("gpu", desired=1)
     gpu["model"] = {"name": "tiny-cnn", "version": "1"}
+    gpu["capacity"] = {"min": 0, "desired": 1, "max": 2}
     assert aws.run(gpu, name="gpu-1").status == "SUCCEEDED"
+    # Capacity matching: a surge scales out through ProvisionFleet, a quiet hour scales in.
+    capacity = fleet_capacity(aws)
+    put_demand(aws, START, [0.5 * capacity] * 60 + [2.4 * capacity] * 3)
+    surge = outcome(tick(aws, START + timedelta(minutes=63), "tick-surge"))
+    assert surge["action"] == "scale_out" and aws.wait(surge["execution_arn"], timeout_s=300).status == "SUCCEEDED"
+    put_demand(aws, START + timedelta(minutes=63), [0.3 * capacity] * 40)
+    assert outcome(tick(aws, START + timedelta(minutes=103), "tick-quiet"))["action"] == "scale_in"
     faults.rewrite("ssm", "DescribeInstanceInformation", lambda parsed: parsed.update(InstanceInformationList=[]))
     assert aws.run({**gpu, "capacity": {"min": 0, "desired": 2, "max": 2}}, name="gpu-2").error == "FleetIncomplete"
 

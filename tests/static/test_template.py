@@ -330,7 +330,9 @@ def test_state_machine_and_output_rules_reject_inline_express_machines(template:
     del props["DefinitionUri"]
     bad["Outputs"] = {}
     assert len(state_machine_problems(bad)) == 3
-    assert len(output_problems(bad)) == 1 + len(resources_of_type(bad, "AWS::S3::Bucket"))
+    machines_and_buckets = [*resources_of_type(bad, "AWS::Serverless::StateMachine"),
+                            *resources_of_type(bad, "AWS::S3::Bucket")]
+    assert len(output_problems(bad)) == len(machines_and_buckets)
 
 
 # --- samconfig.toml ------------------------------------------------------------------------

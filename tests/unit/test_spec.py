@@ -93,6 +93,7 @@ def test_full_valid_spec_round_trips() -> None:
         backend={"type": "inferentia", "instance_type": "inf2.8xlarge", "fallback_instance_types": ["inf2.xlarge"],
                  "image_parameter": "/my/ami", "root_volume_gib": 200},
         capacity={"min": 0, "desired": 2, "max": 100},
+        scaling={"enabled": True, "capacity_per_instance_rps": 250.0, "target_utilisation": 0.8},
         model={"name": "resnet50", "version": "1.0", "precisions": ["fp32", "bf16"]},
         tags={"team": "ml", "cost-center": "a1 b2/c=3+d@e.f:g_h"},
         dry_run=True,

@@ -90,3 +90,13 @@ class ValidationFailed(EiplaneError):
 
 class FleetIncomplete(EiplaneError):
     """Some slots could not be put in service; the summary says which and why."""
+
+
+# --- capacity matching ----------------------------------------------------------------------
+
+class FleetNotRegistered(EiplaneError):
+    """A tick named a fleet that no ProvisionFleet execution has applied (nothing to match)."""
+
+
+class CapacityMatchingFailed(EiplaneError):
+    """One or more fleets' ticks failed; the tick's summary names them and why (the others went on)."""

@@ -17,6 +17,18 @@ class Settings(BaseModel):
     # "embedded" only on the local engine (moto); it is what lets the legacy eia backend run.
     runtime: Literal["aws", "embedded"] = "aws"
     region: str = Field(min_length=1, description="the stack's region (Lambda sets AWS_REGION)")
+    # Capacity matching (set on the MatchCapacity functions only).
+    stack_name: str = Field(default="eiplane", min_length=1, description="names the surge alarms and executions")
+    provision_state_machine: str | None = Field(default=None, description="ProvisionFleet's ARN: scale-out runs it")
+    match_interval_minutes: int = Field(default=5, ge=1, description="N: the schedule that runs MatchCapacity")
+    launch_minutes: int = Field(default=6, ge=0, description="L: launch to validated and in service")
+    drain_seconds: int = Field(default=120, ge=0, description="how long a drained instance keeps serving")
+    lease_seconds: int = Field(default=900, ge=60, description="a tick's hold on a fleet; expires if the tick dies")
+
+    @property
+    def surge_alarm_prefix(self) -> str:
+        """Every fleet's surge alarm is named <prefix><fleet>; the template's alarm rule matches it."""
+        return f"{self.stack_name}-surge-"
 
 
 ENVIRONMENT = {
@@ -24,6 +36,12 @@ ENVIRONMENT = {
     "state_table": "EIPLANE_STATE_TABLE",
     "runtime": "EIPLANE_RUNTIME",
     "region": "AWS_REGION",
+    "stack_name": "EIPLANE_STACK_NAME",
+    "provision_state_machine": "EIPLANE_PROVISION_STATE_MACHINE",
+    "match_interval_minutes": "EIPLANE_MATCH_INTERVAL_MINUTES",
+    "launch_minutes": "EIPLANE_LAUNCH_MINUTES",
+    "drain_seconds": "EIPLANE_DRAIN_SECONDS",
+    "lease_seconds": "EIPLANE_LEASE_SECONDS",
 }
 
 

@@ -1,8 +1,11 @@
 """The fleet state table (DynamoDB, one item collection per fleet).
 
 pk = "FLEET#<name>"; sk = "PREREQUISITES" (what the instances will use), "SLOT#<index>" (each
-slot's lifecycle) and "LEASE" (capacity matching). Writes happen only when something changed,
-so a re-run that finds everything in place makes no mutating call at all.
+slot's lifecycle), "LEASE" (capacity matching's one tick at a time) and "DECISION#<time>"
+(each capacity decision, kept 30 days). The registry of fleets that capacity matching looks
+after is one more collection: pk = "REGISTRY", sk = "FLEET#<name>" (the spec, the desired
+size, the last scale-out / scale-in and the scale-out execution in flight). Writes happen only
+when something changed, so a re-run that finds everything in place makes no mutating call.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any, Literal
 
 from eiplane.aws import client
 from eiplane.models.prerequisites import PrerequisiteResult
+from eiplane.models.spec import FleetSpec
 from eiplane.settings import get_settings
 
 
@@ -38,6 +42,79 @@ def save_prerequisites(fleet: str, record: dict[str, str], results: list[Prerequ
     return "written"
 
 
+# --- registry -----------------------------------------------------------------------------
+
+REGISTRY_PK = "REGISTRY"
+DECISION_DAYS = 30
+
+
+def registry_key(fleet: str) -> dict[str, Any]:
+    return {"pk": {"S": REGISTRY_PK}, "sk": {"S": f"FLEET#{fleet}"}}
+
+
+def register_fleet(spec: FleetSpec, execution_id: str) -> Literal["written", "unchanged"]:
+    """Record the spec ProvisionFleet applied: capacity matching ticks read their fleets from here.
+    Scaling fields a tick wrote (last scale-out, the execution in flight) are kept."""
+    settings = get_settings()
+    dynamodb = client("dynamodb", settings.region)
+    body = spec.model_dump_json()
+    current = dynamodb.get_item(TableName=settings.state_table, Key=registry_key(spec.name),
+                                ConsistentRead=True).get("Item", {})
+    if current.get("spec") == {"S": body} and current.get("desired") == {"N": str(spec.capacity.desired)}:
+        return "unchanged"
+    dynamodb.update_item(
+        TableName=settings.state_table, Key=registry_key(spec.name),
+        UpdateExpression="SET #spec = :spec, desired = :desired, registered_by = :by, updated_at = :at",
+        ExpressionAttributeNames={"#spec": "spec"},
+        ExpressionAttributeValues={":spec": {"S": body}, ":desired": {"N": str(spec.capacity.desired)},
+                                   ":by": {"S": execution_id}, ":at": {"S": _now()}},
+    )
+    return "written"
+
+
+def load_registration(fleet: str) -> dict[str, Any] | None:
+    settings = get_settings()
+    item = client("dynamodb", settings.region).get_item(
+        TableName=settings.state_table, Key=registry_key(fleet), ConsistentRead=True).get("Item")
+    return {k: plain(v) for k, v in item.items()} if item else None
+
+
+def registered_fleets() -> list[str]:
+    """Every registered fleet's name (one Query, every page)."""
+    settings = get_settings()
+    names = []
+    for page in client("dynamodb", settings.region).get_paginator("query").paginate(
+            TableName=settings.state_table, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": REGISTRY_PK}}, ProjectionExpression="sk"):
+        names += [item["sk"]["S"].removeprefix("FLEET#") for item in page["Items"]]
+    return sorted(names)
+
+
+def update_registration(fleet: str, fields: dict[str, Any]) -> None:
+    """Set scaling fields of a registered fleet (it must be registered)."""
+    settings = get_settings()
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    client("dynamodb", settings.region).update_item(
+        TableName=settings.state_table, Key=registry_key(fleet),
+        UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+        ConditionExpression="attribute_exists(pk)",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues={f":v{i}": _attribute(v) for i, v in enumerate(fields.values())},
+    )
+
+
+def save_decision(fleet: str, at: datetime, record: dict[str, Any]) -> None:
+    settings = get_settings()
+    expires = int(at.timestamp()) + DECISION_DAYS * 86400
+    item = {**fleet_key(fleet, f"DECISION#{at.isoformat(timespec='seconds')}"),
+            **{k: _attribute(v) for k, v in record.items() if v is not None}, "ttl": {"N": str(expires)}}
+    client("dynamodb", settings.region).put_item(TableName=settings.state_table, Item=item)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 # --- slots --------------------------------------------------------------------------------
 
 def slot_key(index: int) -> str:
@@ -54,7 +131,7 @@ def load_slots(fleet: str) -> dict[int, dict[str, Any]]:
             KeyConditionExpression="pk = :pk AND begins_with(sk, :slot)",
             ExpressionAttributeValues={":pk": fleet_key(fleet, "")["pk"], ":slot": {"S": "SLOT#"}}):
         for item in page["Items"]:
-            record = {k: _plain(v) for k, v in item.items()}
+            record = {k: plain(v) for k, v in item.items()}
             slots[int(record["sk"].removeprefix("SLOT#"))] = record
     return slots
 
@@ -63,7 +140,7 @@ def save_slot(fleet: str, index: int, fields: dict[str, Any]) -> None:
     """Set the given fields of a slot record (others are kept); JSON-encodes dicts and lists."""
     settings = get_settings()
     values = {k: v for k, v in fields.items() if v is not None}
-    values["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    values["updated_at"] = _now()
     names = {f"#f{i}": k for i, k in enumerate(values)}
     client("dynamodb", settings.region).update_item(
         TableName=settings.state_table, Key=fleet_key(fleet, slot_key(index)),
@@ -83,7 +160,7 @@ def _attribute(value: Any) -> dict[str, Any]:
     return {"S": str(value)}
 
 
-def _plain(attribute: dict[str, Any]) -> Any:
+def plain(attribute: dict[str, Any]) -> Any:
     (kind, value), = attribute.items()
     if kind == "N":
         return int(value) if value.lstrip("-").isdigit() else float(value)

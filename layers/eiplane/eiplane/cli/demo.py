@@ -19,6 +19,7 @@ from botocore.client import BaseClient
 
 from eiplane.artifacts.push import push
 from eiplane.cli.commands import LOCAL_POLL_S, execution_name, write_json
+from eiplane.cli.demo_capacity import run_capacity_demo
 from eiplane.cli.progress import follow, print_plan, print_report
 from eiplane.local.engine import EmbeddedAws, find_project_root
 from eiplane.naming import model_prefix
@@ -26,6 +27,8 @@ from eiplane.naming import model_prefix
 FLEET_EVENTS = ("provision_fleet_eia.json", "provision_fleet_gpu.json", "provision_fleet_inferentia.json")
 # Instances per fleet in the demo: only the gpu fleet's artifact can be packed on this machine.
 DEMO_DESIRED = {"eia": 0, "gpu": 2, "inferentia": 0}
+DEMO_MAX = {"eia": 1, "gpu": 4, "inferentia": 1}  # the gpu fleet's room to grow in the capacity demo
+DEMO_CAPACITY_RPS = 50.0
 
 
 def create_private_network(ec2: BaseClient) -> dict[str, Any]:
@@ -67,7 +70,11 @@ def run_demo(report_path: str | None = None) -> int:
     specs = [json.loads((root / "events" / name).read_text()) for name in FLEET_EVENTS]
     for spec in specs:
         desired = DEMO_DESIRED[spec["backend"]["type"]]
-        spec["capacity"] = {"min": 0, "desired": desired, "max": max(desired, spec["capacity"]["max"])}
+        backend = spec["backend"]["type"]
+        spec["capacity"] = {"min": min(desired, 1), "desired": desired, "max": DEMO_MAX[backend]}
+        # What one instance serves through the model server: below what this CPU measures at
+        # validation (which varies run to run), so the capacity demo is the same everywhere.
+        spec["scaling"] = {"capacity_per_instance_rps": DEMO_CAPACITY_RPS}
     artifact_dir = root / "out" / "artifacts" / "tiny-cnn-1"
     manifest = pack_demo_model(artifact_dir)
     print(f"packed tiny-cnn 1 into {artifact_dir.relative_to(root)}: "
@@ -110,6 +117,7 @@ def run_demo(report_path: str | None = None) -> int:
                              "report": result.output})
             passes.append({"pass": number, "fleets": runs})
         snapshots.append(inventory(aws))
+        capacity = run_capacity_demo(aws, "demo-gpu", root / "out")
 
     second = passes[1]["fleets"]
     gpu_first = next(r["report"] for r in passes[0]["fleets"] if r["report"] and r["report"]["backend"]["type"] == "gpu")
@@ -125,11 +133,15 @@ def run_demo(report_path: str | None = None) -> int:
         "second_run_mutating_calls": sum(len(r["report"]["mutating_calls"]) for r in second if r["report"]),
         "second_run_inventory_unchanged": snapshots[1] == snapshots[2],
         "dry_run_changed_nothing": snapshots[0] == inventory_empty(),
+        "capacity_scaled_out": capacity["summary"]["scale_outs"] > 0 and capacity["summary"]["provisions_succeeded"],
+        "capacity_scaled_in": capacity["summary"]["instances_drained"] > 0,
+        "capacity_only_in_service_instances_run": capacity["summary"]["only_in_service_running"],
     }
     ok = (checks["every_execution_succeeded"] and checks["second_run_all_found"]
           and checks["second_run_mutating_calls"] == 0 and checks["second_run_inventory_unchanged"]
           and checks["gpu_instances_in_service"] == checks["gpu_instances_validated"] == DEMO_DESIRED["gpu"]
-          and checks["second_run_same_instances"])
+          and checks["second_run_same_instances"] and checks["capacity_scaled_out"] and checks["capacity_scaled_in"]
+          and checks["capacity_only_in_service_instances_run"])
     print("\n== result")
     print(f"  first run : {sum(r['report']['summary']['created'] for r in passes[0]['fleets'] if r['report'])} created, "
           f"{sum(len(r['report']['mutating_calls']) for r in passes[0]['fleets'] if r['report'])} mutating AWS calls")
@@ -138,6 +150,9 @@ def run_demo(report_path: str | None = None) -> int:
     print(f"  second run: {sum(r['report']['summary']['found'] for r in second if r['report'])} found, "
           f"{checks['second_run_mutating_calls']} mutating AWS calls (counted from the calls each step made); "
           f"inventory unchanged: {checks['second_run_inventory_unchanged']}")
+    cap = capacity["summary"]
+    print(f"  capacity  : {cap['scale_outs']} scale-out(s), {cap['scale_ins']} scale-in(s), ready instances "
+          f"{DEMO_DESIRED['gpu']} -> {cap['peak_ready']} -> {cap['final_ready']}; plot {capacity['plot']}")
     print(f"  {'OK' if ok else 'NOT OK'}")
     if report_path:
         write_json(report_path, {
@@ -147,6 +162,7 @@ def run_demo(report_path: str | None = None) -> int:
             "plan": plan.output,
             "passes": passes,
             "inventory": snapshots[-1],
+            "capacity_matching": capacity,
             "checks": checks,
             "ok": ok,
         })

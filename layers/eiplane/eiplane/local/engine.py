@@ -14,8 +14,10 @@ import json
 import logging
 import os
 import threading
+import uuid
 import zipfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -64,6 +66,21 @@ class DeployedStack:
     functions: dict[str, str] = field(default_factory=dict)  # logical id -> function name
     state_machines: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
     skipped: list[str] = field(default_factory=list)  # "Logical (Type)" with no local equivalent
+    # The state machines' EventBridge events (SAM `Events`): the engine delivers them itself.
+    schedules: list[EventSource] = field(default_factory=list)
+    rules: list[EventSource] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """A state machine's `Schedule` or `EventBridgeRule` event from the template."""
+
+    state_machine: str  # logical id
+    name: str  # the event's key under Events
+    rule_arn: str
+    schedule: str | None = None
+    pattern: dict[str, Any] | None = None
+    enabled: bool = True
 
 
 class EmbeddedAws:
@@ -202,21 +219,40 @@ class EmbeddedAws:
                                                         "Principal": {"Service": ["lambda.amazonaws.com",
                                                                                   "states.amazonaws.com"]}}]}),
         )["Role"]["Arn"]
+        # State machine ARNs first: functions name them (ScaleOut starts ProvisionFleet).
+        machines = resources_of_type(template, "AWS::Serverless::StateMachine")
+        names = {name: str(refs.resolve(resource["Properties"].get("Name", f"{self.stack_name}-{name}")))
+                 for name, resource in machines.items()}
+        for name, machine_name in names.items():
+            refs.refs[name] = f"arn:aws:states:{self.region}:{ACCOUNT_ID}:stateMachine:{machine_name}"
         for name in resources_of_type(template, "AWS::Serverless::Function"):
             self._deploy_function(template, name, refs, role)
-        for name, resource in resources_of_type(template, "AWS::Serverless::StateMachine").items():
+        for name, resource in machines.items():
             properties = resource["Properties"]
             definition = (self.root / properties["DefinitionUri"]).read_text()
             substitutions = {k: str(refs.resolve(v)) for k, v in properties.get("DefinitionSubstitutions", {}).items()}
             arn = self.client("stepfunctions").create_state_machine(
-                name=f"{self.stack_name}-{name}", definition=substitute_definition(definition, substitutions),
+                name=names[name], definition=substitute_definition(definition, substitutions),
                 roleArn=role, type=properties.get("Type", "STANDARD"),
             )["stateMachineArn"]
             refs.refs[name] = arn
             self.stack.state_machines[name] = arn
+            self._event_sources(name, properties.get("Events", {}), refs)
         self.stack.skipped = [f"{n} ({r['Type']})" for n, r in template["Resources"].items() if r["Type"] not in handled]
         for name, output in template.get("Outputs", {}).items():
             self.stack.outputs[name] = str(refs.resolve(output["Value"]))
+
+    def _event_sources(self, machine: str, events: dict[str, Any], refs: References) -> None:
+        for event_name, event in events.items():
+            properties = refs.resolve(event.get("Properties", {}))
+            rule_arn = f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{self.stack_name}-{machine}-{event_name}"
+            if event["Type"] in ("Schedule", "ScheduleV2"):
+                enabled = properties.get("State", "ENABLED") == "ENABLED" and properties.get("Enabled", True)
+                self.stack.schedules.append(EventSource(machine, event_name, rule_arn,
+                                                        schedule=properties.get("Schedule"), enabled=bool(enabled)))
+            elif event["Type"] in ("EventBridgeRule", "CloudWatchEvent"):
+                self.stack.rules.append(EventSource(machine, event_name, rule_arn, pattern=properties["Pattern"],
+                                                    enabled=properties.get("State", "ENABLED") == "ENABLED"))
 
     def _deploy_function(self, template: dict[str, Any], name: str, refs: References, role: str) -> None:
         assert self.runtime is not None
@@ -262,6 +298,90 @@ class EmbeddedAws:
 
     def run(self, execution_input: Any, name: str, logical_id: str = "ProvisionFleetStateMachine") -> ExecutionResult:
         return self.wait(self.start_execution(execution_input, name, logical_id))
+
+    # --- EventBridge and CloudWatch alarms, which moto does not deliver ------------------------
+
+    def schedule_tick(self, at: datetime) -> list[str]:
+        """What each enabled schedule of the template would start at `at`: the same
+        "Scheduled Event" EventBridge sends. Returns the executions started."""
+        started = []
+        for source in self.stack.schedules:
+            if not source.enabled:
+                continue
+            event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+                     "account": ACCOUNT_ID, "time": _iso(at), "region": self.region, "resources": [source.rule_arn],
+                     "detail": {}}
+            started.append(self.start_execution(event, f"{source.name}-{at:%Y%m%dT%H%M%SZ}", source.state_machine))
+        return started
+
+    def evaluate_alarms(self, at: datetime) -> list[str]:
+        """Evaluate every metric alarm on the minute before `at`, as CloudWatch would (Sum or
+        the alarm's statistic over its period, missing data as the alarm says), set the new
+        states, and deliver each state change to the template's EventBridge rules.
+        Returns the executions started."""
+        cloudwatch = self.client("cloudwatch")
+        started = []
+        for alarm in cloudwatch.describe_alarms(AlarmTypes=["MetricAlarm"])["MetricAlarms"]:
+            state = _alarm_state(cloudwatch, alarm, at)
+            if state is None or state == alarm["StateValue"]:
+                continue
+            reason = f"evaluated by the embedded AWS at {_iso(at)}"
+            cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason)
+            event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "CloudWatch Alarm State Change",
+                     "source": "aws.cloudwatch", "account": ACCOUNT_ID, "time": _iso(at), "region": self.region,
+                     "resources": [alarm["AlarmArn"]],
+                     "detail": {"alarmName": alarm["AlarmName"], "state": {"value": state, "reason": reason},
+                                "previousState": {"value": alarm["StateValue"]}}}
+            for rule in self.stack.rules:
+                if rule.enabled and rule.pattern is not None and event_matches(rule.pattern, event):
+                    name = f"{rule.name}-{at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+                    started.append(self.start_execution(event, name, rule.state_machine))
+        return started
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _alarm_state(cloudwatch: BaseClient, alarm: dict[str, Any], at: datetime) -> str | None:
+    if "MetricName" not in alarm:
+        return None  # metric-math alarms: not evaluated here
+    period = int(alarm["Period"])
+    end = at.astimezone(UTC).replace(second=0, microsecond=0)
+    points = cloudwatch.get_metric_statistics(
+        Namespace=alarm["Namespace"], MetricName=alarm["MetricName"], Dimensions=alarm.get("Dimensions", []),
+        StartTime=end - timedelta(seconds=period * int(alarm["EvaluationPeriods"])), EndTime=end, Period=period,
+        Statistics=[alarm["Statistic"]])["Datapoints"]
+    if not points:
+        missing = alarm.get("TreatMissingData", "missing")
+        return {"breaching": "ALARM", "notBreaching": "OK"}.get(missing)
+    compare = {"GreaterThanThreshold": float.__gt__, "GreaterThanOrEqualToThreshold": float.__ge__,
+               "LessThanThreshold": float.__lt__, "LessThanOrEqualToThreshold": float.__le__}[alarm["ComparisonOperator"]]
+    breaching = sum(compare(float(p[alarm["Statistic"]]), float(alarm["Threshold"])) for p in points)
+    return "ALARM" if breaching >= int(alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])) else "OK"
+
+
+def event_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge pattern matching for what templates use: value lists and prefix filters, nested."""
+    for key, wanted in pattern.items():
+        if key not in event:
+            return False
+        value = event[key]
+        if isinstance(wanted, dict):
+            if not isinstance(value, dict) or not event_matches(wanted, value):
+                return False
+            continue
+        if not any(_value_matches(option, value) for option in wanted):
+            return False
+    return True
+
+
+def _value_matches(option: Any, value: Any) -> bool:
+    if isinstance(option, dict):
+        if "prefix" in option:
+            return isinstance(value, str) and value.startswith(option["prefix"])
+        raise ValueError(f"event pattern filter {option} is not supported by the embedded AWS")
+    return bool(option == value)
 
 
 # --- the account the embedded AWS starts as -----------------------------------------------

@@ -52,3 +52,13 @@ def release(fleet: str, owner: str) -> bool:
             return False
         raise
     return True
+
+
+def holder(fleet: str) -> str | None:
+    """Who holds the fleet's lease now (None: nobody, or it expired)."""
+    settings = get_settings()
+    item = client("dynamodb", settings.region).get_item(
+        TableName=settings.state_table, Key=fleet_key(fleet, LEASE), ConsistentRead=True).get("Item")
+    if not item or int(item["expires_at"]["N"]) < time.time():
+        return None
+    return str(item["owner"]["S"])

@@ -10,8 +10,12 @@ from eiplane.models.prerequisites import ExecutionContext, Placement, Prerequisi
 from eiplane.models.spec import FleetSpec
 
 # A slot's instance moves forward through these; a failed step terminates it ("failed").
-SlotState = Literal["launching", "registered", "artifact_verified", "validated", "in_service", "failed"]
+# Capacity matching takes an in-service slot out: draining (tagged, no new requests), then
+# terminated.
+SlotState = Literal["launching", "registered", "artifact_verified", "validated", "in_service", "failed",
+                    "draining", "terminated"]
 LIFECYCLE: tuple[SlotState, ...] = ("launching", "registered", "artifact_verified", "validated", "in_service")
+IN_PROGRESS: frozenset[str] = frozenset(("launching", "registered", "artifact_verified", "validated"))
 
 
 class _Model(BaseModel):

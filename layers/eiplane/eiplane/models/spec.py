@@ -123,6 +123,20 @@ class Capacity(_Strict):
         return self
 
 
+class Scaling(_Strict):
+    """Capacity matching (the MatchCapacity workflow): it keeps the fleet between capacity.min and
+    capacity.max, sized for the demand the fleet's model server publishes to CloudWatch."""
+
+    enabled: bool = Field(default=True, description="False: the fleet keeps capacity.desired; ticks skip it")
+    capacity_per_instance_rps: float | None = Field(
+        default=None, gt=0,
+        description="requests/s one instance serves through your model server; the policy uses the smaller of "
+                    "it and the batch-1 throughput measured at validation (the model alone is at most as fast as "
+                    "measured, the server in front of it may be slower); unset: the measured figure")
+    target_utilisation: float = Field(default=1.0, gt=0, le=1,
+                                      description="of the per-instance capacity: below 1 keeps spare room")
+
+
 Precision = Literal["fp32", "fp16", "bf16"]
 
 
@@ -148,6 +162,7 @@ class FleetSpec(_Strict):
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     backend: Backend
     capacity: Capacity = Field(default_factory=Capacity)
+    scaling: Scaling = Field(default_factory=Scaling)
     model: ModelArtifactRef
     tags: dict[str, str] = Field(default_factory=dict)
     dry_run: bool = Field(default=False, description="plan the prerequisites, change nothing")

@@ -24,6 +24,7 @@ from eiplane.models.spec import EiaBackend, FleetSpec
 from eiplane.observability import logger
 from eiplane.prerequisites.placement import offered_zones
 from eiplane.provisioning.lifecycle import record_state
+from eiplane.state import save_slot
 
 NEXT_CANDIDATE = {"InsufficientInstanceCapacity", "InsufficientCapacity", "Unsupported",
                   "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity"}
@@ -61,13 +62,15 @@ def launch_instance(request: SlotInput) -> LaunchResult:
     with record_api_calls() as calls, aws_errors():
         if slot.resume_instance_id:
             result = _resumed(ec2, slot.resume_instance_id)
+            # this execution carries the slot on now: the one that launched it is over
+            save_slot(spec.name, slot.index, {"execution": request.context.execution_id})
         else:
             result = _launch(ec2, request)
             record_state(spec, slot.index, result.instance_id, "launching", {
                 "generation": slot.generation, "instance_type": result.instance_type,
                 "subnet_id": result.subnet_id, "availability_zone": result.availability_zone,
                 "image_id": result.image_id, "image_parameter": shared.image_parameter,
-                "launch_attempts": result.attempts, "reason": "",
+                "launch_attempts": result.attempts, "reason": "", "execution": request.context.execution_id,
             }, tag=False)  # launched with its tags
     return result.model_copy(update={"mutating_calls": calls.mutating})
 

@@ -20,7 +20,7 @@ from eiplane.models.launch import (
 )
 from eiplane.models.spec import FleetSpec
 from eiplane.observability import logger
-from eiplane.state import load_slots, save_slot
+from eiplane.state import load_slots, register_fleet, save_slot
 
 
 def record_state(spec: FleetSpec, index: int, instance_id: str | None, state: SlotState,
@@ -72,8 +72,10 @@ def terminate_slot(request: TerminateSlotInput) -> SlotOutcome:
 def summarize(request: SummarizeFleetInput) -> FleetReport:
     spec = request.spec
     outcomes = {o.index: o for o in request.slots}
-    with aws_errors():
+    with record_api_calls() as calls, aws_errors():
         records = load_slots(spec.name) if request.launch.already_in_service else {}
+        # capacity matching looks after every fleet ProvisionFleet has applied
+        register_fleet(spec, request.context.execution_id)
     for index in request.launch.already_in_service:
         record = records[index]
         outcomes[index] = SlotOutcome(
@@ -90,7 +92,7 @@ def summarize(request: SummarizeFleetInput) -> FleetReport:
         message += "; " + "; ".join(f"slot {o.index}: {o.reason}" for o in failed)
     shared = request.launch.shared
     mutating = [*request.report.mutating_calls, *request.launch.mutating_calls,
-                *(c for o in request.slots for c in o.mutating_calls)]
+                *(c for o in request.slots for c in o.mutating_calls), *calls.mutating]
     return FleetReport(
         **{**request.report.model_dump(), "mutating_calls": mutating},
         image_id=shared.image_id if shared else None,

@@ -8,6 +8,7 @@ makes re-running the same input add no instance and make no mutating call.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
 from botocore.exceptions import ClientError
@@ -15,7 +16,7 @@ from botocore.exceptions import ClientError
 from eiplane import naming
 from eiplane.aws import aws_errors, client, error_code, record_api_calls
 from eiplane.errors import ArtifactNotFound, ImageNotFound
-from eiplane.models.launch import AgentRef, ArtifactRef, LaunchPlanOutput, LaunchShared, PlanLaunchInput, SlotPlan
+from eiplane.models.launch import IN_PROGRESS, AgentRef, ArtifactRef, LaunchPlanOutput, LaunchShared, PlanLaunchInput, SlotPlan
 from eiplane.models.spec import FleetSpec
 from eiplane.observability import logger
 from eiplane.settings import get_settings
@@ -29,30 +30,54 @@ def plan_launch(request: PlanLaunchInput) -> LaunchPlanOutput:
     spec = request.spec
     with record_api_calls() as calls, aws_errors():
         slots = load_slots(spec.name)
-        running = _running_instances([s["instance_id"] for s in slots.values() if s.get("instance_id")], spec.region)
-        in_service = sorted(i for i, s in slots.items()
-                            if i < spec.capacity.desired and s.get("state") == "in_service"
-                            and s.get("instance_id") in running)
-        to_provision = [_slot_plan(i, slots.get(i), running) for i in range(spec.capacity.desired) if i not in in_service]
+        running = running_instances([s["instance_id"] for s in slots.values() if s.get("instance_id")], spec.region)
+        in_service, in_flight, to_provision = _choose_slots(request, slots, running)
         shared = _shared(request) if to_provision else None
-    logger.info(f"launch plan: {len(to_provision)} slot(s) to provision, {len(in_service)} in service",
-                extra={"slots": [s.model_dump() for s in to_provision], "in_service": in_service})
+    logger.info(f"launch plan: {len(to_provision)} slot(s) to provision, {len(in_service)} in service, "
+                f"{len(in_flight)} on their way in other executions",
+                extra={"slots": [s.model_dump() for s in to_provision], "in_service": in_service, "in_flight": in_flight})
     return LaunchPlanOutput(shared=shared, slots=to_provision, already_in_service=in_service,
                             mutating_calls=calls.mutating)
 
 
-def _slot_plan(index: int, record: dict | None, running: set[str]) -> SlotPlan:
-    if record is None:
-        return SlotPlan(index=index, generation=0)
-    instance = record.get("instance_id")
-    if instance in running and record.get("state") not in ("failed", "in_service"):
-        # An earlier execution stopped mid-way: carry on with its instance.
-        return SlotPlan(index=index, generation=int(record["generation"]), resume_instance_id=instance)
-    # Failed, terminated, or in service on an instance that is gone: a new generation.
-    return SlotPlan(index=index, generation=int(record.get("generation", 0)) + 1)
+def _choose_slots(request: PlanLaunchInput, slots: dict[int, dict], running: set[str]
+                  ) -> tuple[list[int], list[int], list[SlotPlan]]:
+    """capacity.desired is a count of instances: those in service, then those another running
+    execution is provisioning, count towards it; the rest are provisioned here, an earlier
+    execution's unfinished instances (resumed) first, then new slots at the lowest free indexes.
+    Slots being drained or above the count are capacity matching's to remove, not this plan's."""
+    desired = request.spec.capacity.desired
+    live = {i: s for i, s in slots.items() if s.get("instance_id") in running}
+    in_service = sorted(i for i, s in live.items() if s.get("state") == "in_service")[:desired]
+    in_progress = sorted(i for i, s in live.items() if s.get("state") in IN_PROGRESS)
+    own = request.context.execution_id
+    in_flight = [i for i in in_progress
+                 if slots[i].get("execution") not in (None, own) and execution_running(str(slots[i]["execution"]))]
+    resumable = [i for i in in_progress if i not in in_flight]
+    wanted = max(0, desired - len(in_service) - len(in_flight))
+    chosen = [SlotPlan(index=i, generation=int(slots[i].get("generation", 0)),
+                       resume_instance_id=slots[i]["instance_id"]) for i in resumable[:wanted]]
+    free = (i for i in itertools.count() if i not in live)
+    while len(chosen) < wanted:
+        index = next(free)
+        record = slots.get(index)
+        # Failed, drained, or in service on an instance that is gone: a new generation.
+        generation = 0 if record is None else int(record.get("generation", 0)) + 1
+        chosen.append(SlotPlan(index=index, generation=generation))
+    return in_service, in_flight, sorted(chosen, key=lambda slot: slot.index)
 
 
-def _running_instances(instance_ids: list[str], region: str) -> set[str]:
+def execution_running(execution_arn: str) -> bool:
+    try:
+        status = client("stepfunctions", get_settings().region).describe_execution(executionArn=execution_arn)["status"]
+    except ClientError as exc:
+        if error_code(exc) == "ExecutionDoesNotExist":
+            return False
+        raise
+    return status == "RUNNING"
+
+
+def running_instances(instance_ids: list[str], region: str) -> set[str]:
     if not instance_ids:
         return set()
     ec2 = client("ec2", region)

@@ -1,0 +1,17 @@
+"""ScaleOut: start ProvisionFleet with the new desired size (the one launch path)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from eiplane.matching.tick import scale_out
+from eiplane.models.matching import PlanInput
+from eiplane.observability import CORRELATION_ID_PATH, logger, metrics
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH, clear_state=True)
+@metrics.log_metrics
+@event_parser(model=PlanInput)
+def lambda_handler(event: PlanInput, context: LambdaContext) -> dict[str, Any]:
+    return scale_out(event).model_dump(mode="json")

@@ -1,0 +1,241 @@
+"""MatchCapacity on the embedded AWS: the real ASL and handlers, demand in the embedded
+CloudWatch, scale-out through ProvisionFleet (real instances validated by the real agent), scale-in
+by draining then terminating, the lease, the surge alarm's fast path."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eiplane.executions import ExecutionResult
+from eiplane.local.engine import EmbeddedAws
+from eiplane.matching.fleet_view import measured_throughput
+from tests.integration.conftest import Faults
+from tests.integration.test_launch import fleet_spec, push_artifact, running_instances, slot_records
+
+FLEET = "demo-gpu"
+START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # the first minute of demand
+MATCH = "MatchCapacityStateMachine"
+
+
+def put_demand(aws: EmbeddedAws, first: datetime, rps: list[float | None], fleet: str = FLEET) -> None:
+    """One Requests datapoint a minute (Sum over the minute = rps x 60), as a model server publishes."""
+    data = [{"MetricName": "Requests", "Dimensions": [{"Name": "Fleet", "Value": fleet}],
+             "Timestamp": first + timedelta(minutes=i), "Value": value * 60, "Unit": "Count"}
+            for i, value in enumerate(rps) if value is not None]
+    for chunk in range(0, len(data), 500):
+        aws.client("cloudwatch").put_metric_data(Namespace="eiplane/Inference", MetricData=data[chunk:chunk + 500])
+
+
+def tick(aws: EmbeddedAws, at: datetime, name: str, fleets: list[str] | None = None) -> ExecutionResult:
+    body: dict[str, Any] = {"time": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if fleets is not None:
+        body["fleets"] = fleets
+    return aws.run(body, name=name, logical_id=MATCH)
+
+
+def outcome(result: ExecutionResult, fleet: str = FLEET) -> dict[str, Any]:
+    assert result.status == "SUCCEEDED", result.cause
+    return next(o for o in result.output["outcomes"] if o["fleet"] == fleet)
+
+
+def decisions(aws: EmbeddedAws, fleet: str = FLEET) -> list[dict[str, Any]]:
+    items = aws.client("dynamodb").query(
+        TableName=aws.stack.outputs["FleetStateTableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :d)",
+        ExpressionAttributeValues={":pk": {"S": f"FLEET#{fleet}"}, ":d": {"S": "DECISION#"}})["Items"]
+    return [{k: next(iter(v.values())) for k, v in i.items()} for i in items]
+
+
+def scale_out_executions(aws: EmbeddedAws) -> list[dict[str, Any]]:
+    listed = aws.client("stepfunctions").list_executions(
+        stateMachineArn=aws.state_machine_arn("ProvisionFleetStateMachine"))["executions"]
+    return [e for e in listed if "-out-" in e["name"]]
+
+
+def fleet_capacity(aws: EmbeddedAws, fleet: str = FLEET) -> float:
+    """The measured batch-1 throughput of the fleet's first slot (what the policy sizes with)."""
+    validation = slot_records(aws, fleet)[0]["validation"]
+    capacity = measured_throughput(json.loads(validation) if isinstance(validation, str) else validation)
+    assert capacity is not None and capacity > 0
+    return capacity
+
+
+def hold_lease(aws: EmbeddedAws, owner: str, fleet: str = FLEET) -> None:
+    """Another tick's lease, as AcquireLease writes it (still valid for 10 minutes)."""
+    expires = int(datetime.now(UTC).timestamp()) + 600
+    aws.client("dynamodb").put_item(TableName=aws.stack.outputs["FleetStateTableName"], Item={
+        "pk": {"S": f"FLEET#{fleet}"}, "sk": {"S": "LEASE"}, "owner": {"S": owner}, "expires_at": {"N": str(expires)}})
+
+
+def lease_owner(aws: EmbeddedAws, fleet: str = FLEET) -> str | None:
+    item = aws.client("dynamodb").get_item(TableName=aws.stack.outputs["FleetStateTableName"],
+                                           Key={"pk": {"S": f"FLEET#{fleet}"}, "sk": {"S": "LEASE"}}).get("Item")
+    return item["owner"]["S"] if item else None
+
+
+def in_service(aws: EmbeddedAws, fleet: str = FLEET) -> dict[int, dict[str, Any]]:
+    running = running_instances(aws)
+    return {i: r for i, r in slot_records(aws, fleet).items() if r["state"] == "in_service" and r["instance_id"] in running}
+
+
+@pytest.fixture
+def fleet(aws: EmbeddedAws, tiny_cnn_artifact: Path) -> Iterator[dict[str, Any]]:
+    """A gpu fleet (min 1, max 2) with one instance validated and in service; its measured
+    batch-1 throughput is what the policy sizes with."""
+    push_artifact(aws, FLEET, tiny_cnn_artifact)
+    spec = fleet_spec("gpu", desired=1)
+    spec["capacity"] = {"min": 1, "desired": 1, "max": 2}
+    result = aws.run(spec, name="provision-1")
+    assert result.status == "SUCCEEDED", result.cause
+    yield {"spec": spec, "capacity": fleet_capacity(aws)}
+
+
+def test_surge_scales_out_through_provision_fleet_holds_at_max_then_scales_in(aws: EmbeddedAws, fleet: dict) -> None:
+    capacity = fleet["capacity"]
+    # an hour at half an instance's capacity, then a surge to 2.4 instances' worth
+    put_demand(aws, START, [0.5 * capacity] * 60 + [2.4 * capacity] * 3)
+    surge_at = START + timedelta(minutes=63)
+    result = tick(aws, surge_at, "tick-surge")
+
+    out = outcome(result)
+    assert (out["action"], out["code"]) == ("scale_out", "scale_out_surge"), out["reason"]
+    assert out["desired"] == 2 and "surge" in out["reason"] and "capped at max 2" in out["reason"]
+    assert result.states_entered().count("ScaleOut") == 1
+    provision = aws.wait(out["execution_arn"], timeout_s=300)
+    assert provision.status == "SUCCEEDED", provision.cause
+    assert provision.output["in_service"] == 2 and len(in_service(aws)) == 2
+    assert set(running_instances(aws)) == {r["instance_id"] for r in in_service(aws).values()}
+
+    # still more demand: the fleet is at max and asks for nothing
+    put_demand(aws, surge_at, [3 * capacity] * 5)
+    out = outcome(tick(aws, surge_at + timedelta(minutes=5), "tick-at-max"))
+    assert (out["action"], out["code"], out["desired"]) == ("hold", "hold_at_max", 2), out["reason"]
+    assert "at max 2" in out["reason"] and len(scale_out_executions(aws)) == 1
+
+    # demand falls to a third of an instance; after the cool-down the fleet drains to min
+    put_demand(aws, surge_at + timedelta(minutes=5), [0.3 * capacity] * 35)
+    result = tick(aws, surge_at + timedelta(minutes=40), "tick-quiet")
+    out = outcome(result)
+    assert (out["action"], out["code"]) == ("scale_in", "scale_in"), out["reason"]
+    assert len(out["drained"]) == 1 and out["desired"] == 1
+    entered = result.states_entered()
+    assert entered.index("DrainSlots") < entered.index("WaitForDrain") < entered.index("TerminateDrained")
+    records = slot_records(aws, FLEET)
+    assert sorted(i for i, r in records.items() if r["state"] == "terminated") == sorted(out["drained"])
+    assert len(in_service(aws)) == 1
+    assert set(running_instances(aws)) == {r["instance_id"] for r in in_service(aws).values()}
+    # each decision is recorded with its reason
+    recorded = sorted(decisions(aws), key=lambda d: d["sk"])
+    assert [d["code"] for d in recorded] == ["scale_out_surge", "hold_at_max", "scale_in"]
+    assert all(d["reason"] for d in recorded)
+
+
+def test_overlapping_ticks_launch_once(aws: EmbeddedAws, fleet: dict) -> None:
+    capacity = fleet["capacity"]
+    put_demand(aws, START, [0.5 * capacity] * 60 + [2.4 * capacity] * 3)
+    at = START + timedelta(minutes=63)
+    first = aws.start_execution({"time": at.isoformat()}, "tick-a", MATCH)
+    second = aws.start_execution({"time": at.isoformat()}, "tick-b", MATCH)
+    results = [aws.wait(first), aws.wait(second)]
+
+    codes = sorted(outcome(r)["code"] for r in results)
+    # one launched; the other found the lease held or, if it came after, the launch on its way
+    assert codes[1] == "scale_out_surge" and codes[0] in ("lease_held", "hold_at_max"), codes
+    (execution,) = scale_out_executions(aws)
+    assert aws.wait(execution["executionArn"], timeout_s=300).status == "SUCCEEDED"
+    assert len(running_instances(aws)) == 2
+
+
+def test_a_held_lease_skips_the_fleet_and_launches_nothing(aws: EmbeddedAws, fleet: dict) -> None:
+    capacity = fleet["capacity"]
+    put_demand(aws, START, [0.5 * capacity] * 60 + [2.4 * capacity] * 3)
+    hold_lease(aws, "arn:another-tick")  # e.g. a slow tick still draining
+
+    out = outcome(tick(aws, START + timedelta(minutes=63), "tick-held"))
+    assert (out["status"], out["code"]) == ("skipped", "lease_held")
+    assert "arn:another-tick" in out["reason"]
+    assert scale_out_executions(aws) == [] and decisions(aws) == []
+    assert lease_owner(aws) == "arn:another-tick"  # not released by a tick that did not hold it
+
+
+def test_missing_or_late_metrics_hold_and_never_scale_in(aws: EmbeddedAws, fleet: dict) -> None:
+    # two instances in service, demand near zero: a scale-in, were the data there
+    spec = {**fleet["spec"], "capacity": {"min": 1, "desired": 2, "max": 2}}
+    assert aws.run(spec, name="provision-2").status == "SUCCEEDED"
+    history: list[float | None] = [0.05 * fleet["capacity"]] * 60
+    history[-5:] = [None] * 5  # the newest 5 minutes never came
+    put_demand(aws, START, history)
+
+    missing = outcome(tick(aws, START + timedelta(minutes=60), "tick-missing"))
+    # late: the next tick comes 9 minutes after the newest datapoint's minute
+    late = outcome(tick(aws, START + timedelta(minutes=64), "tick-late"))
+    for out, age in ((missing, 5), (late, 9)):
+        assert (out["action"], out["code"]) == ("hold", "hold_metrics_missing"), out["reason"]
+        assert f"datapoint is {age} minutes old" in out["reason"] and "never scaling in" in out["reason"]
+    assert len(in_service(aws)) == 2 and scale_out_executions(aws) == []
+
+
+def test_surge_alarm_starts_a_tick_at_once(aws: EmbeddedAws, fleet: dict) -> None:
+    capacity = fleet["capacity"]
+    put_demand(aws, START, [0.5 * capacity] * 60)
+    # a scheduled tick holds and sets the fleet's surge alarm at its ready capacity
+    scheduled = aws.schedule_tick(START + timedelta(minutes=60))
+    assert len(scheduled) == 1
+    out = outcome(aws.wait(scheduled[0]))
+    assert out["code"] == "hold_steady"
+    alarm = aws.client("cloudwatch").describe_alarms(AlarmNamePrefix="eiplane-local-surge-")["MetricAlarms"]
+    assert [a["AlarmName"] for a in alarm] == [f"eiplane-local-surge-{FLEET}"]
+    assert math.isclose(alarm[0]["Threshold"], round(capacity * 60, 1))
+    assert aws.evaluate_alarms(START + timedelta(minutes=60)) == []  # below the threshold: OK, no tick
+
+    # one minute above the ready capacity: the alarm fires and its rule starts MatchCapacity
+    put_demand(aws, START + timedelta(minutes=60), [2.4 * capacity])
+    started = aws.evaluate_alarms(START + timedelta(minutes=61))
+    assert len(started) == 1
+    result = aws.wait(started[0])
+    started_by = aws.client("stepfunctions").describe_execution(executionArn=result.arn)["input"]
+    assert json.loads(started_by)["source"] == "aws.cloudwatch"
+    out = outcome(result)
+    assert (out["action"], out["code"]) == ("scale_out", "scale_out_surge"), out["reason"]
+    assert result.output["tick"]["trigger"] == "alarm"
+    provision = aws.wait(out["execution_arn"], timeout_s=300)
+    assert provision.status == "SUCCEEDED" and provision.output["in_service"] == 2
+
+
+def test_scale_in_never_touches_a_slot_being_validated(aws: EmbeddedAws, fleet: dict, faults: Faults) -> None:
+    spec = {**fleet["spec"], "capacity": {"min": 1, "desired": 2, "max": 2}}
+    provision = aws.run(spec, name="provision-2")
+    assert provision.status == "SUCCEEDED"
+    # Slot 1 goes back to mid-validation (its instance verified the artifact; the inference
+    # check runs) and the execution driving it is still running.
+    table = aws.stack.outputs["FleetStateTableName"]
+    aws.client("dynamodb").update_item(
+        TableName=table, Key={"pk": {"S": f"FLEET#{FLEET}"}, "sk": {"S": "SLOT#0001"}},
+        UpdateExpression="SET #s = :s, execution = :e", ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":s": {"S": "artifact_verified"}, ":e": {"S": provision.arn}})
+    faults.rewrite("stepfunctions", "DescribeExecution", lambda parsed: parsed.update(status="RUNNING"))
+    validating = slot_records(aws, FLEET)[1]["instance_id"]
+    put_demand(aws, START, [0.05 * fleet["capacity"]] * 60)  # far less than one instance
+
+    out = outcome(tick(aws, START + timedelta(minutes=60), "tick-validating"))
+    assert (out["action"], out["code"]) == ("hold", "hold_warming_up"), out["reason"]
+    assert validating in running_instances(aws)
+
+    # the act checks again: a plan naming that slot (made before its validation started) skips it
+    event = {"fleet": FLEET, "context": {"execution_id": "arn:manual"},
+             "tick": {"at": "2026-11-27T13:00:00Z", "trigger": "manual", "id": "x", "execution_id": "arn:manual"},
+             "plan": {"action": "scale_in", "code": "scale_in", "reason": "test", "desired": 1, "desired_before": 2,
+                      "ready": 1, "launching": 1, "terminate": [1]}}
+    answer = aws.client("lambda").invoke(FunctionName=aws.stack.functions["DrainSlotsFunction"],
+                                         Payload=json.dumps(event).encode())
+    drained = json.loads(answer["Payload"].read())
+    assert drained["draining"] == [] and drained["cancelled"] == []
+    assert drained["skipped"] == ["slot 1: artifact_verified (an execution is validating it)"]
+    assert validating in running_instances(aws)
+    assert slot_records(aws, FLEET)[1]["state"] == "artifact_verified"
