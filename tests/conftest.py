@@ -29,6 +29,19 @@ def tiny_cnn_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def torchscript_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo CNN as TorchScript only, batch size 1: the quickest to validate, for tests about
+    what happens around validation (capacity matching), not about its formats."""
+    from eiplane.artifacts.demo_model import tiny_cnn
+    from eiplane.artifacts.pack import pack
+
+    out = tmp_path_factory.mktemp("artifact") / "tiny-cnn-1-torchscript"
+    pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="1", out_dir=out, batch_sizes=(1,), target="any",
+         formats=("torchscript",))
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach a real account: fake credentials, and no profile or endpoint leaks in."""

@@ -7,7 +7,7 @@ import pytest
 from pydantic import BaseModel
 
 from eiplane.errors import InvalidFleetSpec
-from eiplane.models import launch
+from eiplane.models import launch, matching
 from eiplane.models import prerequisites as models
 from eiplane.models.spec import FleetSpec, parse_fleet_spec
 from tests.conftest import EVENTS, load_event
@@ -28,12 +28,33 @@ STATE_EVENTS: dict[str, type[BaseModel]] = {
     "put_in_service.json": launch.PutInServiceInput,
     "terminate_slot.json": launch.TerminateSlotInput,
     "summarize_fleet.json": launch.SummarizeFleetInput,
+    "put_in_warm_pool.json": launch.PutInServiceInput,
+    "list_fleets.json": matching.TickRequest,
+    "acquire_lease.json": matching.FleetTick,
+    "observe_and_plan.json": matching.FleetTick,
+    "scale_out.json": matching.PlanInput,
+    "drain_slots.json": matching.PlanInput,
+    "terminate_drained.json": matching.TerminateDrainedInput,
+    "record_decision.json": matching.RecordInput,
+    "release_lease.json": matching.ReleaseInput,
+    "summarize_tick.json": matching.SummarizeTickInput,
 }
 GOOD_SPECS = ["provision_fleet_eia.json", "provision_fleet_gpu.json", "provision_fleet_inferentia.json"]
+# MatchCapacity's inputs as EventBridge delivers them: the schedule's and a surge alarm's.
+TICK_EVENTS = {"match_capacity_schedule.json": "schedule", "match_capacity_alarm.json": "alarm"}
 
 
 def test_every_event_file_is_accounted_for() -> None:
-    assert {p.name for p in EVENTS.glob("*.json")} == {*STATE_EVENTS, *GOOD_SPECS, "provision_fleet_invalid.json"}
+    assert {p.name for p in EVENTS.glob("*.json")} == {*STATE_EVENTS, *GOOD_SPECS, *TICK_EVENTS,
+                                                      "provision_fleet_invalid.json"}
+
+
+@pytest.mark.parametrize(("name", "trigger"), TICK_EVENTS.items())
+def test_match_capacity_events_are_what_eventbridge_sends(name: str, trigger: str) -> None:
+    event = matching.TickEvent.model_validate(load_event(name))
+    assert event.trigger == trigger and event.time is not None
+    if trigger == "alarm":
+        assert event.alarm_name is not None and event.alarm_name.startswith("eiplane-local-surge-")
 
 
 @pytest.mark.parametrize("name", GOOD_SPECS)

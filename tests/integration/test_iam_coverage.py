@@ -66,8 +66,10 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     gpu = spec_for("gpu", desired=1)
     gpu["model"] = {"name": "tiny-cnn", "version": "1"}
     gpu["capacity"] = {"min": 0, "desired": 1, "max": 2}
+    gpu["scaling"] = {"warm_pool_size": 1}  # prefilled: one instance validated, then stopped
     assert aws.run(gpu, name="gpu-1").status == "SUCCEEDED"
-    # Capacity matching: a surge scales out through ProvisionFleet, a quiet hour scales in.
+    # Capacity matching: a surge scales out through ProvisionFleet (starting the pooled instance),
+    # a quiet hour scales in (stopping one back into the pool).
     capacity = fleet_capacity(aws)
     put_demand(aws, START, [0.5 * capacity] * 60 + [2.4 * capacity] * 3)
     surge = outcome(tick(aws, START + timedelta(minutes=63), "tick-surge"))

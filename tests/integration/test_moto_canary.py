@@ -10,10 +10,12 @@ import boto3
 import moto
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
+from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.vpcs import VPCs
 from moto.iam.models import IAMBackend
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
 from eiplane.local import moto_gaps
 from eiplane.local.engine import EmbeddedAws
@@ -29,6 +31,11 @@ def test_patched_moto_internals_still_have_the_shape_we_replace() -> None:
     assert "time.sleep(interval_seconds)" in inspect.getsource(retrier_decl.RetrierDecl)
     assert "PrivateDnsEnabled" not in inspect.getsource(VPCs.modify_vpc_endpoint)
     assert callable(IAMBackend._init_aws_policies)
+    # parse is cached by definition: it must still return (program, tree) from the ANTLR tree
+    source = inspect.getsource(AmazonStateLanguageParser.parse)
+    assert "preprocessor.visit(tree)" in source and "return program, tree" in source
+    # start_instances is wrapped (the agent boots again): it must still read InstanceIds itself
+    assert 'self._get_param("InstanceIds"' in inspect.getsource(InstanceResponse.start_instances)
 
 
 def test_moto_still_ignores_private_dns_on_modify_without_our_patch() -> None:

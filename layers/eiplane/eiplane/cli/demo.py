@@ -27,7 +27,7 @@ from eiplane.naming import model_prefix
 FLEET_EVENTS = ("provision_fleet_eia.json", "provision_fleet_gpu.json", "provision_fleet_inferentia.json")
 # Instances per fleet in the demo: only the gpu fleet's artifact can be packed on this machine.
 DEMO_DESIRED = {"eia": 0, "gpu": 2, "inferentia": 0}
-DEMO_MAX = {"eia": 1, "gpu": 4, "inferentia": 1}  # the gpu fleet's room to grow in the capacity demo
+DEMO_MAX = {"eia": 1, "gpu": 3, "inferentia": 1}  # the gpu fleet's room to grow in the capacity demo
 DEMO_CAPACITY_RPS = 50.0
 
 
@@ -74,7 +74,8 @@ def run_demo(report_path: str | None = None) -> int:
         spec["capacity"] = {"min": min(desired, 1), "desired": desired, "max": DEMO_MAX[backend]}
         # What one instance serves through the model server: below what this CPU measures at
         # validation (which varies run to run), so the capacity demo is the same everywhere.
-        spec["scaling"] = {"capacity_per_instance_rps": DEMO_CAPACITY_RPS}
+        # The eia and inferentia fleets have no instances here: capacity matching leaves them be.
+        spec["scaling"] = {"capacity_per_instance_rps": DEMO_CAPACITY_RPS, "enabled": backend == "gpu"}
     artifact_dir = root / "out" / "artifacts" / "tiny-cnn-1"
     manifest = pack_demo_model(artifact_dir)
     print(f"packed tiny-cnn 1 into {artifact_dir.relative_to(root)}: "

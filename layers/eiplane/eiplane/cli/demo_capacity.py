@@ -37,11 +37,11 @@ def demo_trace(minutes: int = 100, seed: int = 4) -> list[float]:
         if m < 30:
             level = 1.2
         elif m < 40:
-            level = 2.2 + 0.08 * (m - 30)  # a sudden step, then still rising
+            level = 2.2 + 0.04 * (m - 30)  # a sudden step, then still rising
         elif m < 55:
-            level = 3.0
+            level = 2.6
         elif m < 65:
-            level = 3.0 - (3.0 - 0.6) * (m - 55) / 10
+            level = 2.6 - (2.6 - 0.6) * (m - 55) / 10
         else:
             level = 0.6
         shape.append(level * (1 + rng.uniform(-0.02, 0.02)))
@@ -106,7 +106,8 @@ def run_capacity_demo(aws: EmbeddedAws, fleet: str, out_dir: Path, schedule_minu
         "minutes": len(trace),
         "scale_outs": sum(d["action"] == "scale_out" for d in decisions),
         "scale_ins": sum(d["action"] == "scale_in" for d in decisions),
-        "by_alarm": sum(d["trigger"] == "alarm" for d in decisions),
+        "alarm_ticks": sum(d["trigger"] == "alarm" for d in decisions),
+        "scale_outs_by_alarm": sum(d["trigger"] == "alarm" and d["action"] == "scale_out" for d in decisions),
         "instances_drained": sum(len(d.get("drained") or []) for d in decisions),
         "peak_ready": max(row.ready for row in timeline),
         "final_ready": timeline[-1].ready,
@@ -115,7 +116,8 @@ def run_capacity_demo(aws: EmbeddedAws, fleet: str, out_dir: Path, schedule_minu
         "only_in_service_running": _only_in_service_running(aws, fleet),
     }
     plot = plot_timeline(timeline, capacity, out_dir / "capacity-demo.png")
-    print(f"  {summary['scale_outs']} scale-out(s) ({summary['by_alarm']} tick(s) started by the surge alarm), "
+    print(f"  {summary['scale_outs']} scale-out(s) ({summary['scale_outs_by_alarm']} on a tick the surge alarm started; "
+          f"{summary['alarm_ticks']} such tick(s) in all), "
           f"{summary['scale_ins']} scale-in(s) draining {summary['instances_drained']} instance(s); ready instances "
           f"peaked at {summary['peak_ready']}, ended at {summary['final_ready']}; "
           f"{short} minute(s) short of capacity; plot: {plot}")

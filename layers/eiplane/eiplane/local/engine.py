@@ -98,6 +98,8 @@ class EmbeddedAws:
         self.instances: EmbeddedInstances | None = None
         self._instance_port: int | None = None
         self._instance_server_lock = threading.Lock()
+        self._clients: dict[str, BaseClient] = {}
+        self._clients_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -178,7 +180,11 @@ class EmbeddedAws:
         return f"http://127.0.0.1:{self._instance_port}"
 
     def client(self, service: str) -> BaseClient:
-        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
+        """One client per service for the engine's life (creating one loads its service model)."""
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
+            return self._clients[service]
 
     # --- deployment -----------------------------------------------------------------------
 

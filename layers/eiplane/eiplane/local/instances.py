@@ -10,7 +10,8 @@
   reports them on AWS. So the control plane's path is the same as on AWS, and a wrong
   artifact fails validation here too.
 - RunInstances honours ClientToken (the same token returns the same instances) and records
-  the ElasticInferenceAccelerators as accelerator associations on the instance.
+  the ElasticInferenceAccelerators as accelerator associations on the instance; StartInstances
+  boots a stopped instance again (its agent registers after booting, as after a launch).
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ class EmbeddedInstances:
                      "ElasticInferenceAcceleratorAssociationState": "associated",
                      "ElasticInferenceAcceleratorAssociationTime": datetime.now(UTC)}
                     for accelerator in accelerators for n in range(int(accelerator.get("Count", 1)))]
+
+    def started(self, instance_ids: list[str]) -> None:
+        """StartInstances: the instance boots again, and its agent registers after booting."""
+        for instance_id in instance_ids:
+            self.launched_at[instance_id] = self.clock.seconds
 
     # --- SSM agent ------------------------------------------------------------------------
 

@@ -46,6 +46,8 @@ from moto.ssm.models import SimpleSystemManagerBackend as SsmBackend
 from moto.ssm.responses import SimpleSystemManagerResponse as SsmResponses
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 from eiplane.local.lambda_runtime import LocalLambdaRuntime
 
@@ -99,6 +101,27 @@ class _RetrierTime:
 
     def __init__(self, clock: VirtualClock) -> None:
         self.sleep = clock.sleep
+
+
+_PARSE_TREES: dict[str, Any] = {}  # definition -> its ANTLR parse tree (read-only once built)
+_PARSE_LOCK = threading.Lock()
+_original_parse = AmazonStateLanguageParser.parse
+
+
+def _parse_once(definition: str) -> tuple[Any, Any]:
+    """moto parses a state machine's ASL with ANTLR at creation and again at every execution
+    (about 0.1-0.3 s each): keep each definition's parse tree, and build a fresh program from it
+    every time (the program holds execution state; the tree does not)."""
+    with _PARSE_LOCK:
+        tree = _PARSE_TREES.get(definition)
+    if tree is None:
+        program, tree = _original_parse(definition)  # raises on an invalid definition: never cached
+        with _PARSE_LOCK:
+            if len(_PARSE_TREES) > 64:
+                _PARSE_TREES.clear()
+            _PARSE_TREES[definition] = tree
+        return program, tree
+    return Preprocessor().visit(tree), tree
 
 
 def check_moto_version() -> None:
@@ -158,6 +181,13 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: Embedde
         instances.launched(list(launched.instances), self._get_param("ElasticInferenceAccelerators", []))
         return result
 
+    original_start_instances = InstanceResponse.start_instances
+
+    def start_instances(self: InstanceResponse) -> Any:
+        result = original_start_instances(self)  # a stopped instance boots again: its agent with it
+        instances.started(list(self._get_param("InstanceIds", [])))
+        return result
+
     def describe_instance_information(self: SsmResponses) -> Any:
         wanted: list[str] = []
         for entry in [*self._get_param("Filters", []), *self._get_param("InstanceInformationFilterList", [])]:
@@ -191,6 +221,7 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: Embedde
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(IAMBackend, "_init_aws_policies", some_aws_managed_policies))
         stack.enter_context(mock.patch.object(InstanceResponse, "run_instances", run_instances))
+        stack.enter_context(mock.patch.object(InstanceResponse, "start_instances", start_instances))
         stack.enter_context(mock.patch.object(SsmResponses, "describe_instance_information",
                                               describe_instance_information, create=True))
         stack.enter_context(mock.patch.object(SsmBackend, "send_command", send_command))
@@ -198,6 +229,7 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: Embedde
         stack.enter_context(mock.patch.object(WaitFunction, "_wait_interval", wait_virtually))
         stack.enter_context(mock.patch.object(retrier_decl, "time", _RetrierTime(clock)))
         stack.enter_context(mock.patch.object(Ec2VpcResponses, "modify_vpc_endpoint", modify_vpc_endpoint))
+        stack.enter_context(mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)))
         yield
 
 

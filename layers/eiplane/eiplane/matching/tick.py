@@ -45,8 +45,8 @@ from eiplane.models.matching import (
 )
 from eiplane.models.spec import FleetSpec
 from eiplane.observability import logger, metrics
-from eiplane.provisioning.lifecycle import record_state
-from eiplane.provisioning.plan import execution_running, running_instances
+from eiplane.provisioning.lifecycle import record_state, stop_into_pool
+from eiplane.provisioning.plan import execution_running, instance_states, running_instances
 from eiplane.settings import get_settings
 from eiplane.state import load_registration, load_slots, registered_fleets, save_decision, update_registration
 
@@ -233,20 +233,31 @@ def drain_slots(request: PlanInput) -> DrainResult:
 
 
 def terminate_drained(request: TerminateDrainedInput) -> TerminateResult:
-    terminated, instance_ids = [], []
+    """After the drain: each drained instance is stopped into the warm pool while the pool holds
+    fewer than scaling.warm_pool_size, and terminated otherwise."""
+    terminated, pooled, instance_ids = [], [], []
     with aws_errors():
         spec, _ = _registered_spec(request.fleet)
         records = load_slots(spec.name)
+        states = instance_states([r["instance_id"] for r in records.values() if r.get("instance_id")], spec.region)
+        pool = sum(r.get("state") == "warm" and states.get(r.get("instance_id", "")) in ("stopping", "stopped")
+                   for r in records.values())
         for index in request.drain.draining:
             record = records.get(index, {})
             if record.get("state") != "draining" or not record.get("instance_id"):
-                continue  # a retried step: already terminated
-            record_state(spec, index, record["instance_id"], "terminated",
-                         {"reason": f"scaled in after draining {request.drain.drain_seconds} s"})
-            client("ec2", spec.region).terminate_instances(InstanceIds=[record["instance_id"]])
-            terminated.append(index)
-            instance_ids.append(str(record["instance_id"]))
-    return TerminateResult(terminated=terminated, instance_ids=instance_ids)
+                continue  # a retried step: already done
+            instance = str(record["instance_id"])
+            if pool < spec.scaling.warm_pool_size:
+                stop_into_pool(spec, index, instance, f"scaled in after draining {request.drain.drain_seconds} s")
+                pool += 1
+                pooled.append(index)
+            else:
+                record_state(spec, index, instance, "terminated",
+                             {"reason": f"scaled in after draining {request.drain.drain_seconds} s"})
+                client("ec2", spec.region).terminate_instances(InstanceIds=[instance])
+                terminated.append(index)
+            instance_ids.append(instance)
+    return TerminateResult(terminated=terminated, pooled=pooled, instance_ids=instance_ids)
 
 
 def record_decision(request: RecordInput) -> FleetOutcome:
@@ -255,6 +266,7 @@ def record_decision(request: RecordInput) -> FleetOutcome:
     plan_ = request.plan
     observed = plan_.observed
     drained = (request.drain.draining + request.drain.cancelled) if request.drain else []
+    pooled = request.terminated.pooled if request.terminated else []
     desired = plan_.desired_before - len(drained) if request.drain else plan_.desired
     with aws_errors():
         spec, _ = _registered_spec(request.fleet)
@@ -265,7 +277,7 @@ def record_decision(request: RecordInput) -> FleetOutcome:
             "demand_rps": observed.demand_rps if observed else None,
             "capacity_per_instance_rps": plan_.capacity_per_instance_rps,
             "scale_out_execution": request.scale_out.execution_arn if request.scale_out else None,
-            "drained": drained or None,
+            "drained": drained or None, "pooled": pooled or None,
         })
         if plan_.capacity_per_instance_rps and spec.scaling.enabled:
             upsert_surge_alarm(spec, ready_rps=plan_.ready * plan_.capacity_per_instance_rps)
@@ -281,7 +293,8 @@ def record_decision(request: RecordInput) -> FleetOutcome:
     return FleetOutcome(fleet=spec.name, status="skipped" if plan_.action == "skip" else "decided",
                         action=plan_.action, code=plan_.code, reason=plan_.reason, desired=desired, ready=plan_.ready,
                         launching=plan_.launching, demand_rps=observed.demand_rps if observed else None,
-                        execution_arn=request.scale_out.execution_arn if request.scale_out else None, drained=drained)
+                        execution_arn=request.scale_out.execution_arn if request.scale_out else None, drained=drained,
+                        pooled=pooled)
 
 
 def release_lease(request: ReleaseInput) -> FleetOutcome:

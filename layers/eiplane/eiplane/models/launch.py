@@ -11,9 +11,10 @@ from eiplane.models.spec import FleetSpec
 
 # A slot's instance moves forward through these; a failed step terminates it ("failed").
 # Capacity matching takes an in-service slot out: draining (tagged, no new requests), then
-# terminated.
+# terminated, or stopped into the fleet's warm pool ("warm": validated, stopped, resumed first on
+# the next scale-out).
 SlotState = Literal["launching", "registered", "artifact_verified", "validated", "in_service", "failed",
-                    "draining", "terminated"]
+                    "draining", "terminated", "warm"]
 LIFECYCLE: tuple[SlotState, ...] = ("launching", "registered", "artifact_verified", "validated", "in_service")
 IN_PROGRESS: frozenset[str] = frozenset(("launching", "registered", "artifact_verified", "validated"))
 
@@ -54,6 +55,8 @@ class SlotPlan(_Model):
     index: int = Field(ge=0)
     generation: int = Field(ge=0, description="bumped each time a failed slot is provisioned again")
     resume_instance_id: str | None = Field(default=None, description="an instance of this slot still on its way")
+    warm_instance_id: str | None = Field(default=None, description="a stopped instance of the warm pool to start")
+    into_pool: bool = Field(default=False, description="validate, then stop into the warm pool (prefill)")
 
 
 class LaunchPlanOutput(_Model):
@@ -112,6 +115,7 @@ class FleetReport(PrerequisitesReport):
     desired: int
     in_service: int
     instances: list[SlotOutcome]
+    warm_pool: int = Field(default=0, description="instances this execution stopped into the warm pool")
     complete: bool
     message: str
 

@@ -147,6 +147,7 @@ class TerminateDrainedInput(PlanInput):
 
 class TerminateResult(_Model):
     terminated: list[int]
+    pooled: list[int] = Field(default_factory=list, description="stopped into the warm pool instead")
     instance_ids: list[str]
 
 
@@ -168,6 +169,7 @@ class FleetOutcome(_Model):
     demand_rps: float | None = None
     execution_arn: str | None = Field(default=None, description="the ProvisionFleet execution a scale-out started")
     drained: list[int] = Field(default_factory=list)
+    pooled: list[int] = Field(default_factory=list, description="drained slots stopped into the warm pool")
 
 
 class ReleaseInput(FleetTick):

@@ -135,6 +135,14 @@ class Scaling(_Strict):
                     "measured, the server in front of it may be slower); unset: the measured figure")
     target_utilisation: float = Field(default=1.0, gt=0, le=1,
                                       description="of the per-instance capacity: below 1 keeps spare room")
+    warm_pool_size: int = Field(
+        default=0, ge=0, le=MAX_FLEET_SIZE,
+        description="at most this many validated instances are kept stopped (paying for their EBS volume only) and "
+                    "resumed first on scale-out, in minutes instead of a launch; scale-in stops instances into the "
+                    "pool while it has room. Not counted in capacity.max")
+    warm_pool_prefill: bool = Field(
+        default=True, description="a new fleet's first ProvisionFleet also launches, validates and stops "
+                                  "warm_pool_size instances, so the pool is full before the first surge")
 
 
 Precision = Literal["fp32", "fp16", "bf16"]

@@ -64,6 +64,12 @@ def launch_instance(request: SlotInput) -> LaunchResult:
             result = _resumed(ec2, slot.resume_instance_id)
             # this execution carries the slot on now: the one that launched it is over
             save_slot(spec.name, slot.index, {"execution": request.context.execution_id})
+        elif slot.warm_instance_id:
+            # From the warm pool: started, then registered and validated again like any instance.
+            ec2.start_instances(InstanceIds=[slot.warm_instance_id])
+            result = _resumed(ec2, slot.warm_instance_id)
+            record_state(spec, slot.index, result.instance_id, "launching", {
+                "execution": request.context.execution_id, "reason": "started from the warm pool"})
         else:
             result = _launch(ec2, request)
             record_state(spec, slot.index, result.instance_id, "launching", {

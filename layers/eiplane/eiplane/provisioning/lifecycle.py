@@ -50,6 +50,23 @@ def put_in_service(request: PutInServiceInput) -> SlotOutcome:
     return _outcome(request, instance, "in_service", [*steps, *calls.mutating], validation=request.validation.summary)
 
 
+def put_in_warm_pool(request: PutInServiceInput) -> SlotOutcome:
+    """A slot launched to prefill the warm pool: validated like any, then stopped (it costs its
+    EBS volume only until a scale-out starts it again)."""
+    instance = request.instance
+    with record_api_calls() as calls, aws_errors():
+        stop_into_pool(request.spec, request.slot.index, instance.instance_id, "validated, then stopped (prefill)")
+    steps = [*request.agent.mutating_calls, *request.command.mutating_calls, *request.validation.mutating_calls]
+    return _outcome(request, instance, "warm", [*steps, *calls.mutating], validation=request.validation.summary)
+
+
+def stop_into_pool(spec: FleetSpec, index: int, instance_id: str, why: str) -> None:
+    # Recorded (and tagged) first: a stop that fails leaves the slot marked warm, and the next
+    # plan sees its instance is not stopped and does not resume it.
+    record_state(spec, index, instance_id, "warm", {"reason": why})
+    client("ec2", spec.region).stop_instances(InstanceIds=[instance_id])
+
+
 def failure_reason(error: dict[str, Any]) -> str:
     return f"{error.get('Error', 'Failed')}: {cause_message(error.get('Cause')) or ''}"
 
@@ -85,9 +102,12 @@ def summarize(request: SummarizeFleetInput) -> FleetReport:
             validation=record.get("validation"))
     instances = [outcomes[i] for i in sorted(outcomes)]
     in_service = sum(o.state == "in_service" for o in instances)
-    failed = [o for o in instances if o.state != "in_service"]
+    warm = sum(o.state == "warm" for o in instances)
+    failed = [o for o in instances if o.state not in ("in_service", "warm")]
     desired = spec.capacity.desired
     message = f"{in_service} of {desired} instances in service"
+    if warm:
+        message += f", {warm} validated and stopped into the warm pool"
     if failed:
         message += "; " + "; ".join(f"slot {o.index}: {o.reason}" for o in failed)
     shared = request.launch.shared
@@ -97,6 +117,6 @@ def summarize(request: SummarizeFleetInput) -> FleetReport:
         **{**request.report.model_dump(), "mutating_calls": mutating},
         image_id=shared.image_id if shared else None,
         artifact_manifest_sha256=shared.artifact.manifest_sha256 if shared else None,
-        desired=desired, in_service=in_service, instances=instances,
-        complete=in_service == desired, message=message,
+        desired=desired, in_service=in_service, instances=instances, warm_pool=warm,
+        complete=in_service == desired and not failed, message=message,
     )

@@ -30,40 +30,55 @@ def plan_launch(request: PlanLaunchInput) -> LaunchPlanOutput:
     spec = request.spec
     with record_api_calls() as calls, aws_errors():
         slots = load_slots(spec.name)
-        running = running_instances([s["instance_id"] for s in slots.values() if s.get("instance_id")], spec.region)
-        in_service, in_flight, to_provision = _choose_slots(request, slots, running)
+        states = instance_states([s["instance_id"] for s in slots.values() if s.get("instance_id")], spec.region)
+        in_service, in_flight, to_provision = _choose_slots(request, slots, states)
         shared = _shared(request) if to_provision else None
-    logger.info(f"launch plan: {len(to_provision)} slot(s) to provision, {len(in_service)} in service, "
-                f"{len(in_flight)} on their way in other executions",
+    resumed = sum(s.warm_instance_id is not None for s in to_provision)
+    logger.info(f"launch plan: {len(to_provision)} slot(s) to provision ({resumed} from the warm pool), "
+                f"{len(in_service)} in service, {len(in_flight)} on their way in other executions",
                 extra={"slots": [s.model_dump() for s in to_provision], "in_service": in_service, "in_flight": in_flight})
     return LaunchPlanOutput(shared=shared, slots=to_provision, already_in_service=in_service,
                             mutating_calls=calls.mutating)
 
 
-def _choose_slots(request: PlanLaunchInput, slots: dict[int, dict], running: set[str]
+def _choose_slots(request: PlanLaunchInput, slots: dict[int, dict], states: dict[str, str]
                   ) -> tuple[list[int], list[int], list[SlotPlan]]:
     """capacity.desired is a count of instances: those in service, then those another running
-    execution is provisioning, count towards it; the rest are provisioned here, an earlier
-    execution's unfinished instances (resumed) first, then new slots at the lowest free indexes.
+    execution is provisioning, count towards it; the rest are provisioned here: an earlier
+    execution's unfinished instances (resumed) first, then the warm pool's stopped instances
+    (started: minutes instead of a launch), then new slots at the lowest free indexes. A new
+    fleet with a warm pool to prefill also gets that many slots that are validated, then stopped.
     Slots being drained or above the count are capacity matching's to remove, not this plan's."""
-    desired = request.spec.capacity.desired
-    live = {i: s for i, s in slots.items() if s.get("instance_id") in running}
+    spec = request.spec
+    desired = spec.capacity.desired
+    live = {i: s for i, s in slots.items() if states.get(s.get("instance_id", "")) in _RUNNING}
     in_service = sorted(i for i, s in live.items() if s.get("state") == "in_service")[:desired]
     in_progress = sorted(i for i, s in live.items() if s.get("state") in IN_PROGRESS)
     own = request.context.execution_id
     in_flight = [i for i in in_progress
                  if slots[i].get("execution") not in (None, own) and execution_running(str(slots[i]["execution"]))]
     resumable = [i for i in in_progress if i not in in_flight]
+    warm = sorted((i for i, s in slots.items() if s.get("state") == "warm"
+                   and states.get(s.get("instance_id", "")) == "stopped"),
+                  key=lambda i: (str(slots[i].get("updated_at", "")), i))  # the longest stopped first
     wanted = max(0, desired - len(in_service) - len(in_flight))
     chosen = [SlotPlan(index=i, generation=int(slots[i].get("generation", 0)),
                        resume_instance_id=slots[i]["instance_id"]) for i in resumable[:wanted]]
-    free = (i for i in itertools.count() if i not in live)
-    while len(chosen) < wanted:
+    chosen += [SlotPlan(index=i, generation=int(slots[i].get("generation", 0)),
+                        warm_instance_id=slots[i]["instance_id"]) for i in warm[:wanted - len(chosen)]]
+    taken = set(live) | set(warm)
+    free = (i for i in itertools.count() if i not in taken)
+
+    def new_slot(into_pool: bool = False) -> SlotPlan:
         index = next(free)
         record = slots.get(index)
         # Failed, drained, or in service on an instance that is gone: a new generation.
         generation = 0 if record is None else int(record.get("generation", 0)) + 1
-        chosen.append(SlotPlan(index=index, generation=generation))
+        return SlotPlan(index=index, generation=generation, into_pool=into_pool)
+
+    chosen += [new_slot() for _ in range(wanted - len(chosen))]
+    if not slots and spec.scaling.warm_pool_prefill:  # a new fleet: fill its warm pool once
+        chosen += [new_slot(into_pool=True) for _ in range(spec.scaling.warm_pool_size)]
     return in_service, in_flight, sorted(chosen, key=lambda slot: slot.index)
 
 
@@ -77,16 +92,20 @@ def execution_running(execution_arn: str) -> bool:
     return status == "RUNNING"
 
 
-def running_instances(instance_ids: list[str], region: str) -> set[str]:
+def instance_states(instance_ids: list[str], region: str) -> dict[str, str]:
+    """Each instance's state name (pending, running, stopping, stopped, ...); gone ones are absent."""
     if not instance_ids:
-        return set()
-    ec2 = client("ec2", region)
-    found = set()
-    for page in ec2.get_paginator("describe_instances").paginate(
+        return {}
+    found: dict[str, str] = {}
+    for page in client("ec2", region).get_paginator("describe_instances").paginate(
             Filters=[{"Name": "instance-id", "Values": instance_ids}]):
         for reservation in page["Reservations"]:
-            found |= {i["InstanceId"] for i in reservation["Instances"] if i["State"]["Name"] in _RUNNING}
+            found |= {i["InstanceId"]: i["State"]["Name"] for i in reservation["Instances"]}
     return found
+
+
+def running_instances(instance_ids: list[str], region: str) -> set[str]:
+    return {i for i, state in instance_states(instance_ids, region).items() if state in _RUNNING}
 
 
 def _shared(request: PlanLaunchInput) -> LaunchShared:
