@@ -275,6 +275,8 @@ def record_decision(request: RecordInput) -> FleetOutcome:
             "code": plan_.code, "reason": plan_.reason, "desired": desired, "desired_before": plan_.desired_before,
             "ready": plan_.ready, "launching": plan_.launching,
             "demand_rps": observed.demand_rps if observed else None,
+            "latency_p99_ms": observed.latency_p99_ms if observed else None,
+            "utilization_pct": observed.utilization_pct if observed else None,
             "capacity_per_instance_rps": plan_.capacity_per_instance_rps,
             "scale_out_execution": request.scale_out.execution_arn if request.scale_out else None,
             "drained": drained or None, "pooled": pooled or None,
