@@ -278,3 +278,33 @@ def test_warm_pool_prefilled_resumed_on_scale_out_and_refilled_by_scale_in(aws: 
     pooled = slot_records(aws, FLEET)[out["pooled"][0]]
     assert pooled["state"] == "warm" and instance_state(aws, pooled["instance_id"]) == "stopped"
     assert len(in_service(aws)) == 1
+
+
+def lambda_input(result: ExecutionResult, function: str) -> dict[str, Any]:
+    """What the execution passed to a function (its first invocation)."""
+    scheduled = next(e["lambdaFunctionScheduledEventDetails"] for e in result.events
+                     if e["type"] == "LambdaFunctionScheduled"
+                     and e["lambdaFunctionScheduledEventDetails"]["resource"].endswith(f"-{function}"))
+    return dict(json.loads(scheduled["input"]))
+
+
+def test_a_second_scale_out_counts_the_slots_the_first_has_planned_but_not_launched(
+        aws: EmbeddedAws, fleet: dict, faults: Faults) -> None:
+    provision = aws.run(fleet["spec"], name="provision-again")  # a run to borrow PlanLaunch's input from
+    planned = lambda_input(provision, "PlanLaunchFunction")
+    planned["spec"]["capacity"] = {"min": 1, "desired": 2, "max": 2}
+
+    def plan_launch(execution_id: str) -> dict[str, Any]:
+        event = {**planned, "context": {"execution_id": execution_id}}
+        answer = aws.client("lambda").invoke(FunctionName=aws.stack.functions["PlanLaunchFunction"],
+                                             Payload=json.dumps(event).encode())
+        return dict(json.loads(answer["Payload"].read()))
+
+    first = plan_launch(provision.arn)  # the first scale-out plans slot 1 ...
+    assert [s["index"] for s in first["slots"]] == [1]
+    assert slot_records(aws, FLEET)[1]["state"] == "planned"
+    # ... and is still running, about to launch it, when a second one plans
+    faults.rewrite("stepfunctions", "DescribeExecution", lambda parsed: parsed.update(status="RUNNING"))
+    second = plan_launch(f"{provision.arn}-second")
+    assert second["slots"] == [] and second["shared"] is None
+    assert set(running_instances(aws)) == {r["instance_id"] for r in in_service(aws).values()}  # nothing launched

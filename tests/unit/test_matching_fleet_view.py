@@ -41,6 +41,8 @@ def records() -> dict[int, dict[str, Any]]:
         4: {"state": "in_service", "instance_id": "i-gone"},  # terminated behind our back
         5: {"state": "warm", "instance_id": "i-stopped"},
         6: {"state": "failed", "instance_id": None},
+        7: {"state": "planned", "execution": "arn:running"},  # reserved by a running execution
+        8: {"state": "planned", "execution": "arn:stopped", "instance_id": "i-old"},  # its execution stopped
     }
 
 
@@ -50,9 +52,10 @@ def test_slots_are_classified_for_the_policy() -> None:
     assert slots["slot-0001"].state is SlotState.VALIDATING  # its execution runs: never touched
     assert slots["slot-0002"].state is SlotState.LAUNCHING  # nothing drives it: may be cancelled
     assert slots["slot-0002"].minutes_until_ready > slots["slot-0001"].minutes_until_ready
+    assert slots["slot-0007"].state is SlotState.VALIDATING  # planned by a running execution: coming
     assert slots["pending-0"].state is SlotState.VALIDATING  # a running scale-out's, not recorded yet
-    # draining, gone, pooled and failed slots are not capacity
-    assert set(slots) == {"slot-0000", "slot-0001", "slot-0002", "pending-0"}
+    # draining, gone, pooled, failed slots and plans of stopped executions are not capacity
+    assert set(slots) == {"slot-0000", "slot-0001", "slot-0002", "slot-0007", "pending-0"}
 
 
 def test_the_configured_capacity_caps_what_validation_measured() -> None:

@@ -5,7 +5,8 @@
   VALIDATING (coming; scale-in never touches it);
 - on its way with no execution driving it (an execution that was stopped): LAUNCHING, which
   scale-in may cancel first;
-- slots a running scale-out has not recorded yet (desired above what is recorded): VALIDATING;
+- slots a running execution has planned (reserved) but not launched yet, and slots a running
+  scale-out has not even planned yet (desired above what is recorded): VALIDATING;
 - draining, failed, terminated: not counted.
 """
 
@@ -52,9 +53,13 @@ def policy_slots(records: dict[int, dict[str, Any]], running: set[str], executio
     as fast as measured; the server in front of it can be slower)."""
     slots = []
     for index, record in sorted(records.items()):
+        state = record.get("state")
+        if state == "planned" and record.get("execution") in executions_running:
+            # reserved by a running ProvisionFleet, not launched yet: coming
+            slots.append(Slot(id=slot_id(index), state=SlotState.VALIDATING, minutes_until_ready=float(launch_minutes)))
+            continue
         if record.get("instance_id") not in running:
             continue
-        state = record.get("state")
         if state == "in_service":
             measured = measured_throughput(record.get("validation"), precision)
             if measured is not None and configured_rps is not None:

@@ -110,8 +110,8 @@ def observe_and_plan(request: FleetTick) -> CapacityPlan:
                                 reason="scaling.enabled is false in the fleet's spec: it keeps capacity.desired")
         records = load_slots(spec.name)
         running = running_instances([r["instance_id"] for r in records.values() if r.get("instance_id")], spec.region)
-        owners = {str(r["execution"]) for r in records.values()
-                  if r.get("state") in IN_PROGRESS and r.get("execution") and r.get("instance_id") in running}
+        owners = {str(r["execution"]) for r in records.values() if r.get("execution") and (
+            r.get("state") == "planned" or (r.get("state") in IN_PROGRESS and r.get("instance_id") in running))}
         active = registration.get("active_execution")
         executions_running = {arn for arn in owners | ({active} if active else set()) if execution_running(arn)}
         serving, configured = spec.model.precisions[0], spec.scaling.capacity_per_instance_rps

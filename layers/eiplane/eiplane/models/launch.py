@@ -10,11 +10,12 @@ from eiplane.models.prerequisites import ExecutionContext, Placement, Prerequisi
 from eiplane.models.spec import FleetSpec
 
 # A slot's instance moves forward through these; a failed step terminates it ("failed").
+# "planned": PlanLaunch has reserved the slot for its execution; no instance yet.
 # Capacity matching takes an in-service slot out: draining (tagged, no new requests), then
 # terminated, or stopped into the fleet's warm pool ("warm": validated, stopped, resumed first on
 # the next scale-out).
-SlotState = Literal["launching", "registered", "artifact_verified", "validated", "in_service", "failed",
-                    "draining", "terminated", "warm"]
+SlotState = Literal["planned", "launching", "registered", "artifact_verified", "validated", "in_service",
+                    "failed", "draining", "terminated", "warm"]
 LIFECYCLE: tuple[SlotState, ...] = ("launching", "registered", "artifact_verified", "validated", "in_service")
 IN_PROGRESS: frozenset[str] = frozenset(("launching", "registered", "artifact_verified", "validated"))
 

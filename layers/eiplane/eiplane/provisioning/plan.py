@@ -1,7 +1,7 @@
 """PlanLaunch: what this execution launches, with what image, artifact and agent.
 
-Read-only except for publishing the validation agent (content-addressed, so once per agent
-version). A slot already in service with its instance running is left alone, which is what
+It writes only the validation agent (content-addressed, so once per agent version) and a
+reservation for each new slot it chooses (see _reserve). A slot already in service with its instance running is left alone, which is what
 makes re-running the same input add no instance and make no mutating call.
 """
 
@@ -20,7 +20,7 @@ from eiplane.models.launch import IN_PROGRESS, AgentRef, ArtifactRef, LaunchPlan
 from eiplane.models.spec import FleetSpec
 from eiplane.observability import logger
 from eiplane.settings import get_settings
-from eiplane.state import load_slots
+from eiplane.state import load_slots, save_slot
 
 DEVICES = {"gpu": "cuda", "inferentia": "neuron", "eia": "eia"}
 _RUNNING = {"pending", "running"}
@@ -33,6 +33,7 @@ def plan_launch(request: PlanLaunchInput) -> LaunchPlanOutput:
         states = instance_states([s["instance_id"] for s in slots.values() if s.get("instance_id")], spec.region)
         in_service, in_flight, to_provision = _choose_slots(request, slots, states)
         shared = _shared(request) if to_provision else None
+        _reserve(request, slots, to_provision)
     resumed = sum(s.warm_instance_id is not None for s in to_provision)
     logger.info(f"launch plan: {len(to_provision)} slot(s) to provision ({resumed} from the warm pool), "
                 f"{len(in_service)} in service, {len(in_flight)} on their way in other executions",
@@ -57,6 +58,9 @@ def _choose_slots(request: PlanLaunchInput, slots: dict[int, dict], states: dict
     own = request.context.execution_id
     in_flight = [i for i in in_progress
                  if slots[i].get("execution") not in (None, own) and execution_running(str(slots[i]["execution"]))]
+    # slots another running execution has planned but not launched yet (see _reserve)
+    in_flight += [i for i, s in slots.items() if s.get("state") == "planned" and i not in live
+                  and s.get("execution") not in (None, own) and execution_running(str(s["execution"]))]
     resumable = [i for i in in_progress if i not in in_flight]
     warm = sorted((i for i, s in slots.items() if s.get("state") == "warm"
                    and states.get(s.get("instance_id", "")) == "stopped"),
@@ -66,20 +70,38 @@ def _choose_slots(request: PlanLaunchInput, slots: dict[int, dict], states: dict
                        resume_instance_id=slots[i]["instance_id"]) for i in resumable[:wanted]]
     chosen += [SlotPlan(index=i, generation=int(slots[i].get("generation", 0)),
                         warm_instance_id=slots[i]["instance_id"]) for i in warm[:wanted - len(chosen)]]
-    taken = set(live) | set(warm)
+    taken = set(live) | set(warm) | set(in_flight)
     free = (i for i in itertools.count() if i not in taken)
 
     def new_slot(into_pool: bool = False) -> SlotPlan:
         index = next(free)
         record = slots.get(index)
-        # Failed, drained, or in service on an instance that is gone: a new generation.
-        generation = 0 if record is None else int(record.get("generation", 0)) + 1
+        if record is not None and record.get("state") == "planned" and record.get("execution") == own:
+            generation = int(record.get("generation", 0))  # this execution's own plan, retried
+        else:
+            # Failed, drained, or in service on an instance that is gone: a new generation.
+            generation = 0 if record is None else int(record.get("generation", 0)) + 1
         return SlotPlan(index=index, generation=generation, into_pool=into_pool)
 
     chosen += [new_slot() for _ in range(wanted - len(chosen))]
     if not slots and spec.scaling.warm_pool_prefill:  # a new fleet: fill its warm pool once
         chosen += [new_slot(into_pool=True) for _ in range(spec.scaling.warm_pool_size)]
     return in_service, in_flight, sorted(chosen, key=lambda slot: slot.index)
+
+
+def _reserve(request: PlanLaunchInput, slots: dict[int, dict], chosen: list[SlotPlan]) -> None:
+    """Record each new slot as "planned" by this execution before any instance exists, so an
+    execution that plans in the meantime (a scale-out right after another) counts it as on its
+    way instead of launching it again. A plan whose execution stops is a free slot again."""
+    own = request.context.execution_id
+    for slot in chosen:
+        if slot.resume_instance_id or slot.warm_instance_id:
+            continue
+        record = slots.get(slot.index, {})
+        if record.get("state") == "planned" and record.get("execution") == own:
+            continue  # a retried step: already reserved
+        save_slot(request.spec.name, slot.index, {"state": "planned", "execution": own,
+                                                  "generation": slot.generation, "reason": ""})
 
 
 def execution_running(execution_arn: str) -> bool:
