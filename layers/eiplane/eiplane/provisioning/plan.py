@@ -1,8 +1,9 @@
 """PlanLaunch: what this execution launches, with what image, artifact and agent.
 
 It writes only the validation agent (content-addressed, so once per agent version) and a
-reservation for each new slot it chooses (see _reserve). A slot already in service with its instance running is left alone, which is what
-makes re-running the same input add no instance and make no mutating call.
+reservation for each new slot it chooses (see _reserve). A slot already in service with its
+instance running is left alone, which is what makes re-running the same input add no instance
+and make no mutating call.
 """
 
 from __future__ import annotations
