@@ -10,7 +10,7 @@ import pytest
 
 from eiplane.capacity.policy import SlotState
 from eiplane.local.engine import event_matches
-from eiplane.matching.fleet_view import measured_throughput, policy_slots, slot_id, slot_index
+from eiplane.matching.fleet_view import measured_throughput, pending_slots, policy_slots, slot_id, slot_index
 from eiplane.models.matching import Tick, TickEvent, TickRequest
 
 
@@ -47,7 +47,8 @@ def records() -> dict[int, dict[str, Any]]:
 
 
 def test_slots_are_classified_for_the_policy() -> None:
-    slots = {s.id: s for s in policy_slots(records(), RUNNING, {"arn:running"}, launch_minutes=6, pending=1)}
+    slots = {s.id: s for s in [*policy_slots(records(), RUNNING, {"arn:running"}, launch_minutes=6),
+                               *pending_slots(1, launch_minutes=6)]}
     assert slots["slot-0000"].state is SlotState.READY and slots["slot-0000"].throughput_rps == 800.0
     assert slots["slot-0001"].state is SlotState.VALIDATING  # its execution runs: never touched
     assert slots["slot-0002"].state is SlotState.LAUNCHING  # nothing drives it: may be cancelled
@@ -59,9 +60,9 @@ def test_slots_are_classified_for_the_policy() -> None:
 
 
 def test_the_configured_capacity_caps_what_validation_measured() -> None:
-    capped = policy_slots(records(), RUNNING, set(), launch_minutes=6, pending=0, configured_rps=250.0)
+    capped = policy_slots(records(), RUNNING, set(), launch_minutes=6, configured_rps=250.0)
     assert next(s for s in capped if s.id == "slot-0000").throughput_rps == 250.0
-    above = policy_slots(records(), RUNNING, set(), launch_minutes=6, pending=0, configured_rps=5000.0)
+    above = policy_slots(records(), RUNNING, set(), launch_minutes=6, configured_rps=5000.0)
     assert next(s for s in above if s.id == "slot-0000").throughput_rps == 800.0
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from eiplane.local.engine import EmbeddedAws
 from eiplane.matching.fleet_view import measured_throughput
 from eiplane.matching.observe import DIMENSION, NAMESPACE
+from eiplane.models.launch import IN_PROGRESS
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # the demo's clock: the first minute of demand
 MATCH = "MatchCapacityStateMachine"
@@ -140,7 +141,7 @@ def _fleet_now(aws: EmbeddedAws, fleet: str) -> tuple[int, int, int]:
     running = {i["InstanceId"] for r in reservations for i in r["Instances"]}
     records = [r for r in _slots(aws, fleet).values() if r.get("instance_id") in running]
     ready = sum(r.get("state") == "in_service" for r in records)
-    launching = sum(r.get("state") in ("launching", "registered", "artifact_verified", "validated") for r in records)
+    launching = sum(r.get("state") in IN_PROGRESS for r in records)
     return ready, launching, int(_registration(aws, fleet)["desired"])
 
 

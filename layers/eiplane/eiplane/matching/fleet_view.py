@@ -45,10 +45,8 @@ def measured_throughput(validation: dict[str, Any] | None, precision: str = "fp3
 
 
 def policy_slots(records: dict[int, dict[str, Any]], running: set[str], executions_running: set[str],
-                 launch_minutes: int, pending: int, precision: str = "fp32",
-                 configured_rps: float | None = None) -> list[Slot]:
-    """`executions_running`: the executions recorded on slots that still run; `pending`: slots
-    a running scale-out will add that have no record yet; `configured_rps`: the spec's
+                 launch_minutes: int, precision: str = "fp32", configured_rps: float | None = None) -> list[Slot]:
+    """`executions_running`: the executions recorded on slots that still run; `configured_rps`: the spec's
     capacity_per_instance_rps, which caps what validation measured (the model alone is at most
     as fast as measured; the server in front of it can be slower)."""
     slots = []
@@ -69,6 +67,10 @@ def policy_slots(records: dict[int, dict[str, Any]], running: set[str], executio
             driven = record.get("execution") in executions_running
             slots.append(Slot(id=slot_id(index), state=SlotState.VALIDATING if driven else SlotState.LAUNCHING,
                               minutes_until_ready=launch_minutes * _STAGE_REMAINING.get(str(state), 1.0)))
-    slots += [Slot(id=f"pending-{k}", state=SlotState.VALIDATING, minutes_until_ready=float(launch_minutes))
-              for k in range(pending)]
     return slots
+
+
+def pending_slots(count: int, launch_minutes: int) -> list[Slot]:
+    """Slots a running scale-out will add that have no record yet: coming, never touched."""
+    return [Slot(id=f"pending-{k}", state=SlotState.VALIDATING, minutes_until_ready=float(launch_minutes))
+            for k in range(count)]

@@ -18,9 +18,8 @@ from botocore.exceptions import ClientError
 from eiplane.aws import aws_errors, client, error_code
 from eiplane.capacity.policy import Decision, Observation, PolicySettings, plan
 from eiplane.errors import CapacityMatchingFailed, FleetNotRegistered
-from eiplane.executions import cause_message
 from eiplane.matching import lease as leases
-from eiplane.matching.fleet_view import policy_slots, slot_index
+from eiplane.matching.fleet_view import pending_slots, policy_slots, slot_index
 from eiplane.matching.observe import observe
 from eiplane.matching.surge_alarm import upsert_surge_alarm
 from eiplane.models.launch import IN_PROGRESS
@@ -45,7 +44,7 @@ from eiplane.models.matching import (
 )
 from eiplane.models.spec import FleetSpec
 from eiplane.observability import logger, metrics
-from eiplane.provisioning.lifecycle import record_state, stop_into_pool
+from eiplane.provisioning.lifecycle import failure_reason, record_state, stop_into_pool
 from eiplane.provisioning.plan import execution_running, instance_states, running_instances
 from eiplane.settings import get_settings
 from eiplane.state import load_registration, load_slots, registered_fleets, save_decision, update_registration
@@ -115,10 +114,9 @@ def observe_and_plan(request: FleetTick) -> CapacityPlan:
         active = registration.get("active_execution")
         executions_running = {arn for arn in owners | ({active} if active else set()) if execution_running(arn)}
         serving, configured = spec.model.precisions[0], spec.scaling.capacity_per_instance_rps
-        slots = policy_slots(records, running, executions_running, settings.launch_minutes, 0, serving, configured)
-        pending = max(0, desired_before - len(slots)) if active in executions_running else 0
-        slots = policy_slots(records, running, executions_running, settings.launch_minutes, pending, serving,
-                             configured)
+        slots = policy_slots(records, running, executions_running, settings.launch_minutes, serving, configured)
+        if active in executions_running:
+            slots += pending_slots(max(0, desired_before - len(slots)), settings.launch_minutes)
         history = observe(spec.name, spec.region, HISTORY_MINUTES, now=request.tick.at)
 
     values = history.demand_rps
@@ -307,7 +305,7 @@ def release_lease(request: ReleaseInput) -> FleetOutcome:
             if not leases.release(request.fleet, lease.owner):
                 logger.warning(f"{request.fleet}: the lease had expired before the tick ended")
     if request.error is not None:
-        reason = f"{request.error.get('Error', 'Failed')}: {cause_message(request.error.get('Cause')) or ''}"
+        reason = failure_reason(request.error)
         logger.error(f"{request.fleet}: tick failed: {reason}")
         return FleetOutcome(fleet=request.fleet, status="failed", reason=reason)
     if lease is not None and not lease.acquired:
