@@ -84,10 +84,14 @@ def run_capacity_demo(aws: EmbeddedAws, fleet: str, out_dir: Path, schedule_minu
         for arn in started:
             result = aws.wait(arn, timeout_s=300)
             tick = result.output["tick"] if result.output else {"trigger": "?"}
+            # what the tick costs: Step Functions bills each state entered, Lambda each invocation
+            cost = {"state_transitions": len(result.states_entered()),
+                    "lambda_invocations": sum(e["type"] == "LambdaFunctionScheduled" for e in result.events),
+                    "fleets": len((result.output or {}).get("outcomes", []))}
             for outcome in (result.output or {}).get("outcomes", []):
                 if outcome["fleet"] != fleet:
                     continue
-                decisions.append({"minute": minute + 1, "trigger": tick["trigger"], **outcome})
+                decisions.append({"minute": minute + 1, "trigger": tick["trigger"], **cost, **outcome})
                 said.append(f"{tick['trigger']}: {outcome.get('code')}")
                 if outcome["action"] in ("scale_out", "scale_in"):
                     print(f"  minute {minute + 1:3d} ({tick['trigger']:8s}) {outcome['code']}: {outcome['reason']}")
@@ -114,6 +118,9 @@ def run_capacity_demo(aws: EmbeddedAws, fleet: str, out_dir: Path, schedule_minu
         "final_ready": timeline[-1].ready,
         "minutes_short_of_capacity": short,
         "provisions_succeeded": all(p["status"] == "SUCCEEDED" for p in provisions),
+        # a tick that holds every fleet: the schedule's steady cost (docs/capacity-matching.md)
+        "hold_tick": next(({k: d[k] for k in ("fleets", "state_transitions", "lambda_invocations")}
+                           for d in decisions if d["action"] == "hold"), None),
         "only_in_service_running": _only_in_service_running(aws, fleet),
     }
     plot = plot_timeline(timeline, capacity, out_dir / "capacity-demo.png")
