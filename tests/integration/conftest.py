@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from eiplane.aws import client
 from eiplane.executions import ExecutionResult
 from eiplane.local.engine import EmbeddedAws
+from eiplane.local.lambda_runtime import add_handler_hook, clear_handler_hooks, current_invocation, elapse
 from tests.conftest import load_event
 
 REGION = "us-east-1"
@@ -25,8 +25,8 @@ def aws() -> Iterator[EmbeddedAws]:
 
 
 class Faults:
-    """Errors and responses moto cannot produce, injected into the clients the handlers use
-    (eiplane.aws.client caches one per service and region, so a hook here reaches them).
+    """Errors and responses moto cannot produce, injected into the AWS calls the handlers make
+    (whichever function, client and credentials make them; the test's own calls are untouched).
 
     A `before-call` hook that returns a response short-circuits the call, as AWS would
     answer it; botocore then raises the ClientError the handler sees."""
@@ -48,7 +48,7 @@ class Faults:
             response = AWSResponse(url="https://injected", status_code=status, headers={}, raw=None)
             return response, {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {}}
 
-        client(service, REGION).meta.events.register(f"before-call.{_event_service(service)}.{operation}", answer)
+        add_handler_hook("before-call", _event_service(service), operation, answer)
 
     def rewrite(self, service: str, operation: str, change: Callable[[dict[str, Any]], None],
                 times: int | None = None) -> None:
@@ -62,7 +62,19 @@ class Faults:
             self.triggered[key] += 1
             change(parsed)
 
-        client(service, REGION).meta.events.register(f"after-call.{_event_service(service)}.{operation}", after)
+        add_handler_hook("after-call", _event_service(service), operation, after)
+
+
+    def delay(self, service: str, operation: str, seconds: float, function: str | None = None,
+              after: bool = False) -> None:
+        """The call takes `seconds` of the calling handler's time (virtual: no test waits for it),
+        before it is sent, or `after` its answer came back; `function`: only in that function."""
+        def wait(**_: Any) -> None:
+            invocation = current_invocation()
+            if invocation is not None and (function is None or invocation.function.name.endswith(function)):
+                elapse(seconds)
+
+        add_handler_hook("after-call" if after else "before-call", _event_service(service), operation, wait)
 
 
 def _event_service(service: str) -> str:
@@ -70,8 +82,9 @@ def _event_service(service: str) -> str:
 
 
 @pytest.fixture
-def faults(aws: EmbeddedAws) -> Faults:
-    return Faults()
+def faults(aws: EmbeddedAws) -> Iterator[Faults]:
+    yield Faults()
+    clear_handler_hooks()
 
 
 def spec_for(backend: str, desired: int = 0, **overrides: Any) -> dict[str, Any]:

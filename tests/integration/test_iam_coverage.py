@@ -1,55 +1,50 @@
-"""Least privilege that works: every AWS call each function makes, across the flows and
-repairs of the tests below, is an action its template policy allows. (Resources and
-conditions are reviewed in template.yaml and by tests/static; this catches the action a
-policy forgot, which on AWS would be an AccessDenied at 3 a.m.)"""
+"""IAM on AWS's terms. The embedded AWS authorises every call a function, a state machine, an
+EventBridge rule or a fleet instance makes, against the policies of the role it runs as
+(eiplane.local.iam); the flows of every other test run under it. Here:
+
+- every action the template grants a function, state machine or rule, and every action of the
+  fleet instance role and of its permissions boundary, is needed: removing any one of them denies
+  a call that the flows below make (replayed against the recorded requests with the same evaluator
+  that decided them), so that call's test would fail with an access-denied error;
+- a removed action fails a real run with the service's own error, and the same run passes with the
+  enforcement off (the canary);
+- denials carry each service's error code, explicit denies and permissions boundaries count, and
+  an operation the embedded AWS cannot authorise fails loudly instead of passing.
+"""
 
 from __future__ import annotations
 
-import fnmatch
+import copy
 import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
 from eiplane.artifacts.push import push
-from eiplane.local.engine import EmbeddedAws
-from eiplane.local.template import load_template
-from tests.conftest import ROOT
+from eiplane.local.engine import EmbeddedAws, function_credentials
+from eiplane.local.iam.enforcer import Record
 from tests.integration.conftest import Faults, private_vpc, spec_for
 from tests.integration.test_capacity_matching import START, fleet_capacity, outcome, put_demand, tick
 
-# API operations whose IAM action has another name, or that need no permission at all.
-ACTION_OF = {"s3:HeadObject": "s3:GetObject", "s3:ListObjectsV2": "s3:ListBucket"}
-NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity"}
-SERVICE_PREFIX = {"stepfunctions": "states"}
-
-
-def allowed_actions(template: dict[str, Any], logical_id: str) -> list[str]:
-    actions: list[str] = []
-    for policy in template["Resources"][logical_id]["Properties"].get("Policies", []):
-        assert "Statement" in policy, f"{logical_id}: only inline statements are checked here, not {list(policy)}"
-        for statement in policy["Statement"]:
-            if statement["Effect"] == "Allow":
-                listed = statement["Action"]
-                actions += listed if isinstance(listed, list) else [listed]
-    return actions
-
-
-def iam_action(call: str) -> str:
-    service, operation = call.split(":", 1)
-    return ACTION_OF.get(call, f"{SERVICE_PREFIX.get(service, service)}:{operation}")
+AWS_MANAGED = "arn:aws:iam::aws:policy/"  # Lambda's basic execution role: Lambda's own logging, not ours
 
 
 def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> None:
     iam, ec2 = aws.client("iam"), aws.client("ec2")
-    # Repairs: a leftover profile holding another role, broad policies, a widened trust policy.
+    # Repairs of eiplane's own role and profile: a profile holding another role, broader policies, a widened
+    # trust policy, removed tags, no permissions boundary.
     iam.create_role(RoleName="other", AssumeRolePolicyDocument="{}")
     iam.create_instance_profile(InstanceProfileName="eiplane-demo-eia-instance", Path="/eiplane/")
     iam.add_role_to_instance_profile(InstanceProfileName="eiplane-demo-eia-instance", RoleName="other")
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
     ec2.create_vpc_endpoint(VpcEndpointType="Interface", VpcId=vpc, SubnetIds=[subnet], PrivateDnsEnabled=False,
-                            ServiceName="com.amazonaws.us-east-1.elastic-inference.runtime")
+                            ServiceName="com.amazonaws.us-east-1.elastic-inference.runtime", TagSpecifications=[
+                                {"ResourceType": "vpc-endpoint", "Tags": [{"Key": "eiplane:managed-by",
+                                                                          "Value": "eiplane"}]}])
     assert aws.run(spec_for("eia"), name="eia-1").status == "SUCCEEDED"
     role = "eiplane-demo-eia-instance"
     iam.attach_role_policy(RoleName=role, PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
@@ -58,6 +53,10 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}))
     iam.untag_role(RoleName=role, TagKeys=["team"])
+    iam.untag_instance_profile(InstanceProfileName=role, TagKeys=["team"])
+    iam.delete_role_permissions_boundary(RoleName=role)
+    group = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["eiplane-demo-eia-instances"]}])
+    ec2.delete_tags(Resources=[group["SecurityGroups"][0]["GroupId"]], Tags=[{"Key": "team"}])
     assert aws.run(spec_for("eia"), name="eia-2").status == "SUCCEEDED"
     # Private subnets: SSM and S3 endpoints, VPC DNS.
     assert aws.run(spec_for("inferentia", network=private_vpc(aws)), name="inf2-1").status == "SUCCEEDED"
@@ -68,11 +67,16 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     gpu["capacity"] = {"min": 0, "desired": 1, "max": 2}
     gpu["scaling"] = {"warm_pool_size": 1}  # prefilled: one instance validated, then stopped
     assert aws.run(gpu, name="gpu-1").status == "SUCCEEDED"
-    # Capacity matching: a surge scales out through ProvisionFleet (starting the pooled instance),
-    # a quiet hour scales in (stopping one back into the pool).
+    # Capacity matching: the schedule (as its EventBridge rule) and the surge alarm (as its rule) start
+    # ticks; a surge scales out through ProvisionFleet (starting the pooled instance), a quiet hour scales
+    # in (stopping one back into the pool).
     capacity = fleet_capacity(aws)
-    put_demand(aws, START, [0.5 * capacity] * 60 + [2.4 * capacity] * 3)
-    surge = outcome(tick(aws, START + timedelta(minutes=63), "tick-surge"))
+    put_demand(aws, START, [0.5 * capacity] * 60)
+    (scheduled,) = aws.schedule_tick(START + timedelta(minutes=60))
+    assert outcome(aws.wait(scheduled))["action"] == "hold"
+    put_demand(aws, START + timedelta(minutes=60), [2.4 * capacity] * 3)
+    (alarmed,) = aws.evaluate_alarms(START + timedelta(minutes=63))
+    surge = outcome(aws.wait(alarmed))
     assert surge["action"] == "scale_out" and aws.wait(surge["execution_arn"], timeout_s=300).status == "SUCCEEDED"
     put_demand(aws, START + timedelta(minutes=63), [0.3 * capacity] * 40)
     assert outcome(tick(aws, START + timedelta(minutes=103), "tick-quiet"))["action"] == "scale_in"
@@ -80,21 +84,162 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     assert aws.run({**gpu, "capacity": {"min": 0, "desired": 2, "max": 2}}, name="gpu-2").error == "FleetIncomplete"
 
 
-def test_every_call_each_function_makes_is_allowed_by_its_policy(aws: EmbeddedAws, faults: Faults,
-                                                                 tiny_cnn_artifact: Path) -> None:
-    _exercise_everything(aws, faults, tiny_cnn_artifact)
-    assert aws.runtime is not None
-    template = load_template(ROOT / "template.yaml")
-    prefix = f"{aws.stack_name}-"
+def _actions(statement: dict[str, Any]) -> list[str]:
+    listed = statement.get("Action", [])
+    return [listed] if isinstance(listed, str) else list(listed)
 
-    denied: dict[str, list[str]] = {}
-    for function, calls in aws.runtime.calls_by_function.items():
-        logical_id = function.removeprefix(prefix)
-        allowed = allowed_actions(template, logical_id)
-        for call in sorted(calls - NO_PERMISSION_NEEDED):
-            action = iam_action(call)
-            if not any(fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in allowed):
-                denied.setdefault(logical_id, []).append(action)
-    assert denied == {}
-    functions = {n for n, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
-    assert {f.removeprefix(prefix) for f in aws.runtime.calls_by_function} == functions, "every function ran"
+
+def _without(document: dict[str, Any], index: int, action: str) -> dict[str, Any]:
+    mutated = copy.deepcopy(document)
+    statements = mutated["Statement"] if isinstance(mutated["Statement"], list) else [mutated["Statement"]]
+    remaining = [a for a in _actions(statements[index]) if a != action]
+    if remaining:
+        statements[index]["Action"] = remaining
+    else:
+        del statements[index]
+    mutated["Statement"] = statements
+    return mutated
+
+
+def unneeded_actions(aws: EmbeddedAws) -> list[str]:
+    """Every (role, statement, action) whose removal denies none of the requests the role's principals made."""
+    enforcer = aws.iam
+    assert enforcer is not None
+    by_role: dict[str, list[Record]] = {}
+    for record in enforcer.records:
+        if record.allowed and record.principal.role_name:
+            by_role.setdefault(record.principal.role_name, []).append(record)
+    unneeded = []
+    roles = sorted({*aws.roles.values(), *(r for r in by_role if r.startswith("eiplane-"))})
+    for role in roles:
+        identity, boundary = enforcer.policies(role)
+        records = by_role.get(role, [])
+
+        def denies_something(mutated_identity: list[dict[str, Any]], mutated_boundary: Any,
+                             records: list[Record] = records) -> bool:
+            return any(not enforcer.evaluate(r.principal, r.request, r.request.context, mutated_identity,
+                                             mutated_boundary, r.resource_policy).allowed for r in records)
+
+        for position, policy in enumerate(identity):
+            if policy["name"].startswith(AWS_MANAGED):
+                continue
+            statements = policy["policy"]["Statement"]
+            for index, statement in enumerate(statements if isinstance(statements, list) else [statements]):
+                for action in _actions(statement) if statement.get("Effect") == "Allow" else []:
+                    mutated = [*identity[:position], {**policy, "policy": _without(policy["policy"], index, action)},
+                               *identity[position + 1:]]
+                    if not denies_something(mutated, boundary):
+                        unneeded.append(f"{role} {policy['name']} {statement.get('Sid', index)}: {action}")
+        for index, statement in enumerate((boundary or [{"policy": {"Statement": []}}])[0]["policy"]["Statement"]):
+            for action in _actions(statement):
+                mutated_boundary = [{**boundary[0], "policy": _without(boundary[0]["policy"], index, action)}]  # type: ignore[index]
+                if not denies_something(identity, mutated_boundary):
+                    unneeded.append(f"{role} permissions boundary {statement.get('Sid', index)}: {action}")
+    return unneeded
+
+
+def test_every_granted_action_is_needed_by_a_call_the_flows_make(aws: EmbeddedAws, faults: Faults,
+                                                                  tiny_cnn_artifact: Path) -> None:
+    _exercise_everything(aws, faults, tiny_cnn_artifact)
+    assert aws.iam is not None
+    kinds = {r.principal.kind for r in aws.iam.records}
+    assert kinds == {"function", "state-machine", "rule", "instance"}
+    unneeded = unneeded_actions(aws)
+    assert unneeded == [], "\n".join(unneeded)
+    # every function that has a policy of its own made authorised calls
+    ran = {r.principal.name for r in aws.iam.records if r.principal.kind == "function"}
+    with_policies = {f"{aws.stack_name}-{name}" for name in aws.stack.functions
+                     if name not in ("SummarizeTickFunction",)}  # SummarizeTick calls no AWS service
+    assert with_policies <= ran
+
+
+def _remove_action(aws: EmbeddedAws, role: str, action: str) -> None:
+    iam = aws.client("iam")
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        for index, statement in enumerate(document["Statement"]):
+            if action in _actions(statement):
+                iam.put_role_policy(RoleName=role, PolicyName=name,
+                                    PolicyDocument=json.dumps(_without(document, index, action)))
+                return
+    raise AssertionError(f"{role} has no {action}")
+
+
+def test_a_removed_action_fails_the_run_with_the_service_error(aws: EmbeddedAws) -> None:
+    _remove_action(aws, aws.roles["EnsureNetworkFunctionRole"], "ec2:CreateSecurityGroup")
+    result = aws.run(spec_for("gpu"), name="gpu-1")
+
+    assert (result.status, result.error) == ("FAILED", "AwsAccessDenied")
+    message = result.error_message() or ""
+    assert "CreateSecurityGroup denied (UnauthorizedOperation): You are not authorized to perform this operation. " \
+           "User: arn:aws:sts::123456789012:assumed-role/eiplane-local-EnsureNetworkFunctionRole/" \
+           "eiplane-local-EnsureNetworkFunction is not authorized to perform: ec2:CreateSecurityGroup on resource: " \
+           "arn:aws:ec2:us-east-1:123456789012:security-group/* because no identity-based policy allows the " \
+           "ec2:CreateSecurityGroup action" in message
+
+
+def test_canary_with_the_enforcement_off_the_same_run_passes(aws: EmbeddedAws) -> None:
+    assert aws.iam is not None
+    _remove_action(aws, aws.roles["EnsureNetworkFunctionRole"], "ec2:CreateSecurityGroup")
+    aws.iam.enabled = False
+    assert aws.run(spec_for("gpu"), name="gpu-1").status == "SUCCEEDED"
+
+
+def _as_function(aws: EmbeddedAws, service: str, logical_id: str = "SummarizeTickFunction") -> Any:
+    """A client signed as a function of the stack (SummarizeTick's role allows nothing of its own)."""
+    return aws.client(service, access_key=function_credentials(aws.stack.functions[logical_id])["AWS_ACCESS_KEY_ID"])
+
+
+@pytest.mark.parametrize(("service", "call", "code", "status"), [
+    ("ec2", lambda c: c.describe_vpcs(), "UnauthorizedOperation", 403),
+    ("iam", lambda c: c.get_role(RoleName="x"), "AccessDenied", 403),
+    ("s3", lambda c: c.get_object(Bucket="eiplane-local-artifactsbucket-123456789012", Key="k"), "AccessDenied", 403),
+    ("dynamodb", lambda c: c.get_item(TableName="eiplane-local-FleetStateTable", Key={"pk": {"S": "x"}, "sk": {"S": "y"}}),
+     "AccessDeniedException", 400),
+    ("ssm", lambda c: c.get_parameter(Name="/eiplane/x"), "AccessDeniedException", 400),
+    ("stepfunctions", lambda c: c.start_execution(
+        stateMachineArn="arn:aws:states:us-east-1:123456789012:stateMachine:eiplane-local-ProvisionFleet"),
+     "AccessDeniedException", 400),
+    ("cloudwatch", lambda c: c.put_metric_data(Namespace="x", MetricData=[{"MetricName": "m", "Value": 1}]),
+     "AccessDenied", 403),
+    ("lambda", lambda c: c.invoke(FunctionName="eiplane-local-ListFleetsFunction"), "AccessDeniedException", 403),
+])
+def test_a_denied_call_gets_that_service_s_error(aws: EmbeddedAws, service: str, call: Any, code: str,
+                                                 status: int) -> None:
+    with pytest.raises(ClientError) as denied:
+        call(_as_function(aws, service))
+    error = denied.value.response
+    assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == (code, status)
+    assert "is not authorized to perform" in error["Error"]["Message"]
+    assert "assumed-role/eiplane-local-SummarizeTickFunctionRole/eiplane-local-SummarizeTickFunction" in \
+        error["Error"]["Message"]
+
+
+def test_an_explicit_deny_wins_over_an_allow(aws: EmbeddedAws) -> None:
+    role = aws.roles["SummarizeTickFunctionRole"]
+    iam = aws.client("iam")
+    iam.put_role_policy(RoleName=role, PolicyName="allow", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}]}))
+    _as_function(aws, "ec2").describe_vpcs()
+    iam.put_role_policy(RoleName=role, PolicyName="deny", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "ec2:DescribeVpcs", "Resource": "*"}]}))
+    with pytest.raises(ClientError, match="with an explicit deny in an identity-based policy"):
+        _as_function(aws, "ec2").describe_vpcs()
+
+
+def test_a_permissions_boundary_caps_what_a_role_s_policies_allow(aws: EmbeddedAws) -> None:
+    role = aws.roles["SummarizeTickFunctionRole"]
+    iam = aws.client("iam")
+    iam.put_role_policy(RoleName=role, PolicyName="allow", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ec2:DescribeVpcs", "ec2:DescribeSubnets"], "Resource": "*"}]}))
+    boundary = iam.create_policy(PolicyName="b", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ec2:DescribeVpcs", "Resource": "*"}]}))["Policy"]["Arn"]
+    iam.put_role_permissions_boundary(RoleName=role, PermissionsBoundary=boundary)
+    _as_function(aws, "ec2").describe_vpcs()
+    with pytest.raises(ClientError, match="because no permissions boundary allows the ec2:DescribeSubnets action"):
+        _as_function(aws, "ec2").describe_subnets()
+
+
+def test_an_operation_the_embedded_aws_cannot_authorise_fails_loudly(aws: EmbeddedAws) -> None:
+    with pytest.raises(ClientError, match="does not know what IAM authorises for ec2:DescribeKeyPairs"):
+        _as_function(aws, "ec2").describe_key_pairs()

@@ -1,9 +1,15 @@
-"""`eiplane local up` serves the deployed template on loopback; the stock AWS CLI drives it."""
+"""`eiplane local up` serves the deployed template on loopback; the stock AWS CLI drives it.
+
+The README's lines under "The embedded AWS" are run here as written, on a machine with no AWS
+configuration at all (an empty HOME, no AWS_* variables but those a line sets itself): only the
+port is changed, from 4566 to the free one `local up --port 0` picked."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,92 +18,164 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
+from eiplane.executions import wait_for_execution
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
+README_PORT = "4566"
+
+
+def readme_lines(section: str = "The embedded AWS") -> list[str]:
+    """The first sh block of a README section, one entry per command (continuations joined)."""
+    text = (ROOT / "README.md").read_text()
+    body = re.split(r"^## ", text.split(f"\n## {section}\n", 1)[1], maxsplit=1, flags=re.M)[0]
+    block = re.search(r"^```sh\n(.*?)^```", body, re.S | re.M)
+    assert block, f"no sh block in README section {section!r}"
+    return [line.strip() for line in block.group(1).replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def readme_line(*words: str) -> str:
+    """The one README line holding every word."""
+    found = [line for line in readme_lines() if all(word in line for word in words)]
+    assert len(found) == 1, f"README lines with {words}: {found}"
+    return found[0]
+
+
+def unconfigured_env(home: Path) -> dict[str, str]:
+    """This environment without any AWS configuration: nothing but defaults to fall back on."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    env.update(HOME=str(home), AWS_CONFIG_FILE=str(home / "no-such-aws-config"),
+               AWS_SHARED_CREDENTIALS_FILE=str(home / "no-such-aws-credentials"),
+               PATH=os.pathsep.join([str(BIN), env.get("PATH", "")]))  # `aws` is the venv's
+    return env
+
+
+def command(line: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of a shell line: leading NAME=value words go into the environment."""
+    argv = shlex.split(line, comments=True)
+    assigned = {}
+    while argv and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", argv[0]):
+        name, value = argv.pop(0).split("=", 1)
+        assigned[name] = value
+    return argv, {**env, **assigned}
+
+
+def checkout_copy(tmp_path: Path) -> Path:
+    """A folder that looks like the checkout (each entry linked) but where what the README's
+    lines write (dist/) stays in the test's tmp_path."""
+    work = tmp_path / "checkout"
+    work.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in ("dist", "out", ".venv"):
+            (work / entry.name).symlink_to(entry)
+    (work / ".venv").symlink_to(BIN.parent)  # the venv running these tests, wherever it is
+    return work
 
 
 @pytest.fixture
 def local_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The README's `local up` line, on a free port (`--port 4566` -> `--port 0 --ready-file F`)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = unconfigured_env(home)
+    work = checkout_copy(tmp_path)
     ready = tmp_path / "ready.json"
-    process = subprocess.Popen([str(BIN / "eiplane"), "local", "up", "--port", "0", "--ready-file", str(ready)],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = readme_line("eiplane local up")
+    assert f"--port {README_PORT}" in line, line
+    argv, up_env = command(line.replace(f"--port {README_PORT}", f"--port 0 --ready-file {ready}"), env)
+    log = (tmp_path / "local-up.log").open("w+")
+    process = subprocess.Popen(argv, cwd=work, env=up_env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
+        deadline = time.monotonic() + 120
+        while not ready.exists():  # written whole, once the template is deployed
             if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"eiplane local up did not become ready:\n{process.stdout.read() if process.stdout else ''}")
+                log.seek(0)
+                raise AssertionError(f"eiplane local up did not become ready:\n{log.read()}")
             time.sleep(0.1)
-        yield {**json.loads(ready.read_text()), "process": process}
+        server = json.loads(ready.read_text())
+        port = server["endpoint_url"].rsplit(":", 1)[1]
+        yield {**server, "process": process, "port": port, "env": env, "cwd": work, "log": log}
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
+        log.close()
+
+
+def run_readme_line(server: dict[str, Any], line: str) -> subprocess.CompletedProcess[str]:
+    argv, env = command(line.replace(README_PORT, server["port"]), server["env"])
+    completed = subprocess.run(argv, cwd=server["cwd"], env=env, capture_output=True, text=True, timeout=300,
+                               check=False)
+    assert completed.returncode == 0, f"{line}\nexit {completed.returncode}\n{completed.stdout}\n{completed.stderr}"
+    return completed
+
+
+def sdk(server: dict[str, Any], service: str) -> Any:
+    return boto3.client(service, endpoint_url=server["endpoint_url"], region_name=server["region"],
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
 def aws_cli(server: dict[str, Any], *args: str) -> Any:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": server["region"], "AWS_CONFIG_FILE": "/dev/null",
-           "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
-    completed = subprocess.run([str(BIN / "aws"), *args, "--endpoint-url", server["endpoint_url"], "--output", "json"],
-                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    env = {**server["env"], "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": server["region"]}
+    completed = subprocess.run(["aws", *args, "--endpoint-url", server["endpoint_url"], "--output", "json"],
+                               cwd=server["cwd"], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout) if completed.stdout.strip() else None
 
 
-def run_with_cli(server: dict[str, Any], name: str, input_file: str) -> dict[str, Any]:
-    machine = server["outputs"]["ProvisionFleetStateMachineArn"]
-    started = aws_cli(server, "stepfunctions", "start-execution", "--state-machine-arn", machine,
-                      "--name", name, "--input", f"file://{input_file}")
-    deadline = time.monotonic() + 60
-    while True:
-        described = aws_cli(server, "stepfunctions", "describe-execution", "--execution-arn", started["executionArn"])
-        if described["status"] != "RUNNING" or time.monotonic() > deadline:
-            return described
-        time.sleep(0.2)
+def test_readme_local_server_lines_run_as_written_without_aws_configuration(local_server: dict[str, Any]) -> None:
+    port = local_server["port"]
+    machine = local_server["outputs"]["ProvisionFleetStateMachineArn"]
+    assert machine == "arn:aws:states:us-east-1:123456789012:stateMachine:eiplane-local-ProvisionFleet"
+    local_server["log"].seek(0)
+    banner = local_server["log"].read()
+    assert f"embedded AWS on http://127.0.0.1:{port} (region us-east-1)" in banner
+    assert f"--state-machine-arn {machine} " in banner  # the hint names the real machine
 
+    packed = run_readme_line(local_server, readme_line("eiplane artifact pack"))
+    assert "packed tiny-cnn 1 into dist/tiny-cnn-1" in packed.stdout
+    pushed = run_readme_line(local_server, readme_line("eiplane artifact push", "--endpoint-url"))
+    assert "pushed to s3://eiplane-local-artifactsbucket-123456789012/fleets/demo-gpu/models/tiny-cnn/1/" in pushed.stdout
 
-def eiplane(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "eiplane"), *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          check=False, env={**os.environ, "AWS_ACCESS_KEY_ID": "testing",
-                                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
-
-
-def test_aws_cli_starts_and_follows_executions_on_the_local_server(local_server: dict[str, Any], tmp_path: Path) -> None:
-    artifact = tmp_path / "tiny-cnn-1"
-    packed = eiplane("artifact", "pack", "--model", "eiplane.artifacts.demo_model:tiny_cnn", "--input", "3x32x32",
-                     "--name", "tiny-cnn", "--version", "1", "--out", str(artifact), "--batch-sizes", "1,4")
-    assert packed.returncode == 0, packed.stderr
-    pushed = eiplane("artifact", "push", str(artifact), "--fleet", "demo-gpu", "--endpoint-url", local_server["endpoint_url"])
-    assert pushed.returncode == 0, pushed.stderr
-
-    first = run_with_cli(local_server, "cli-1", "events/provision_fleet_gpu.json")
-
-    assert first["status"] == "SUCCEEDED", first.get("cause")
-    report = json.loads(first["output"])
+    cli_line = readme_line("aws stepfunctions start-execution")
+    assert f"--state-machine-arn {machine} " in cli_line  # the README names the machine local up deploys
+    started = json.loads(run_readme_line(local_server, cli_line).stdout)
+    assert started["executionArn"] == f"{machine.replace(':stateMachine:', ':execution:')}:try-1"
+    first = wait_for_execution(sdk(local_server, "stepfunctions"), started["executionArn"], timeout_s=240, poll_s=0.2)
+    assert first.status == "SUCCEEDED", first.error_message()
+    report = first.output
     assert report["summary"] == {"found": 0, "created": 3, "repaired": 0}
     assert report["in_service"] == 2 and all(i["validation"]["passed"] for i in report["instances"])
     groups = aws_cli(local_server, "ec2", "describe-security-groups", "--filters",
                      "Name=tag:eiplane:fleet,Values=demo-gpu")["SecurityGroups"]
     assert [g["GroupId"] for g in groups] == [report["instance_security_group_id"]]
 
-    second = run_with_cli(local_server, "cli-2", "events/provision_fleet_gpu.json")
-    assert json.loads(second["output"])["mutating_calls"] == []
+    applied = run_readme_line(local_server, readme_line("eiplane fleet apply", "--endpoint-url"))
+    out = applied.stdout
+    assert out.startswith(f"execution {machine.replace(':stateMachine:', ':execution:')}:demo-gpu-")
+    assert "  > ValidateFleetSpec" in out and "  SUCCEEDED" in out
+    assert "found 3, created 0, repaired 0; mutating AWS calls: 0" in out
+    assert "instances: 2 of 2 instances in service" in out
+    second_arn = out.split()[1]
+    history = aws_cli(local_server, "stepfunctions", "get-execution-history", "--execution-arn", second_arn)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e]
+    assert entered[0] == "ValidateFleetSpec" and entered[-1] == "FleetReady"
     instances = aws_cli(local_server, "ec2", "describe-instances", "--filters", "Name=tag:eiplane:state,Values=in_service")
     assert len([i for r in instances["Reservations"] for i in r["Instances"]]) == 2
 
-    history = aws_cli(local_server, "stepfunctions", "get-execution-history", "--execution-arn", second["executionArn"])
-    entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e]
-    assert entered[0] == "ValidateFleetSpec" and entered[-1] == "FleetReady"
-
 
 def test_bad_spec_through_the_cli_fails_with_the_named_error(local_server: dict[str, Any]) -> None:
-    result = run_with_cli(local_server, "cli-bad", "events/provision_fleet_invalid.json")
+    sfn = sdk(local_server, "stepfunctions")
+    started = sfn.start_execution(stateMachineArn=local_server["outputs"]["ProvisionFleetStateMachineArn"],
+                                  name="cli-bad", input=(ROOT / "events/provision_fleet_invalid.json").read_text())
+    result = wait_for_execution(sfn, started["executionArn"], timeout_s=60, poll_s=0.1)
 
-    assert (result["status"], result["error"]) == ("FAILED", "InvalidFleetSpec")
-    assert "fleet spec has 5 problems" in result["cause"]
+    assert (result.status, result.error) == ("FAILED", "InvalidFleetSpec")
+    assert "fleet spec has 5 problems" in (result.cause or "")
 
 
 def test_server_stops_cleanly_on_sigterm(local_server: dict[str, Any]) -> None:

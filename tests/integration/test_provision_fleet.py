@@ -83,16 +83,23 @@ def test_eia_instance_role_may_connect_to_elastic_inference_and_nothing_broader(
     role = "eiplane-demo-eia-instance"
     assert iam.list_role_policies(RoleName=role)["PolicyNames"] == ["eiplane-instance-access"]
     document = iam.get_role_policy(RoleName=role, PolicyName="eiplane-instance-access")["PolicyDocument"]
-    actions = {s["Action"]: s["Resource"] for s in document["Statement"]}
-    assert actions["elastic-inference:Connect"] == (
+    resources = {a: st["Resource"] for st in document["Statement"]
+                 for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
+    assert resources["elastic-inference:Connect"] == (
         "arn:aws:elastic-inference:us-east-1:123456789012:elastic-inference-accelerator/*")
-    assert all("*" not in action for action in actions)
+    assert all("*" not in action for action in resources)
     bucket = aws.stack.outputs["ArtifactsBucketName"]
-    assert actions["s3:GetObject"] == f"arn:aws:s3:::{bucket}/fleets/demo-eia/*"
-    attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
-    assert [p["PolicyName"] for p in attached] == ["AmazonSSMManagedInstanceCore"]
-    trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
-    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    assert resources["s3:GetObject"] == f"arn:aws:s3:::{bucket}/fleets/demo-eia/*"
+    # The SSM agent's own heartbeat and messages, not AmazonSSMManagedInstanceCore (every parameter of the region)
+    assert resources["ssm:UpdateInstanceInformation"] == "arn:aws:ec2:us-east-1:123456789012:instance/*"
+    assert {a for a, r in resources.items() if r == "*"} == {
+        "ec2messages:GetMessages", "ec2messages:AcknowledgeMessage", "ec2messages:SendReply"}
+    assert not any(a.startswith("ssm:GetParameter") for a in resources)
+    assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
+    described = iam.get_role(RoleName=role)["Role"]
+    assert described["PermissionsBoundary"]["PermissionsBoundaryArn"] == (
+        "arn:aws:iam::123456789012:policy/eiplane/eiplane-local-fleet-instance-boundary")
+    assert described["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
 
 
 def test_gpu_role_has_no_elastic_inference_permission(aws: EmbeddedAws) -> None:

@@ -21,17 +21,48 @@ def test_role_without_its_policy_gets_the_policy_back(aws: EmbeddedAws) -> None:
     assert aws.run(spec_for("gpu"), name="gpu-1").status == "SUCCEEDED"
     iam = aws.client("iam")
     iam.delete_role_policy(RoleName=ROLE, PolicyName="eiplane-instance-access")
-    iam.detach_role_policy(RoleName=ROLE, PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
 
     result = aws.run(spec_for("gpu"), name="gpu-2")
 
     role = _result_for(result, "iam_role", ROLE)
     assert role["outcome"] == "repaired"
-    assert role["changes"] == ["put inline policy eiplane-instance-access", "attach AmazonSSMManagedInstanceCore"]
+    assert role["changes"] == ["put inline policy eiplane-instance-access"]
     assert iam.list_role_policies(RoleName=ROLE)["PolicyNames"] == ["eiplane-instance-access"]
-    assert [p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"]] == [
-        "AmazonSSMManagedInstanceCore"]
-    assert result.output["mutating_calls"] == ["iam:PutRolePolicy", "iam:AttachRolePolicy"]
+    assert iam.list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"] == []
+    assert result.output["mutating_calls"] == ["iam:PutRolePolicy"]
+
+
+def test_a_role_of_an_older_eiplane_loses_ssm_core_and_gets_the_boundary_first(aws: EmbeddedAws) -> None:
+    """eiplane once attached AmazonSSMManagedInstanceCore (every SSM parameter of the region to every
+    instance) and set no permissions boundary; its function may change a fleet role only under the
+    boundary, so setting it is the first repair."""
+    assert aws.run(spec_for("gpu"), name="gpu-1").status == "SUCCEEDED"
+    iam = aws.client("iam")
+    iam.delete_role_permissions_boundary(RoleName=ROLE)
+    iam.attach_role_policy(RoleName=ROLE, PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+
+    result = aws.run(spec_for("gpu"), name="gpu-2")
+
+    assert result.status == "SUCCEEDED", result.cause
+    role = _result_for(result, "iam_role", ROLE)
+    assert role["changes"] == ["set the fleet-instance permissions boundary",
+                               "detach arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore (broader than the fleet needs)"]
+    assert iam.list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"] == []
+    assert iam.get_role(RoleName=ROLE)["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"].endswith(
+        ":policy/eiplane/eiplane-local-fleet-instance-boundary")
+
+
+def test_a_role_of_the_fleet_s_name_at_another_path_is_refused_not_adopted(aws: EmbeddedAws) -> None:
+    iam = aws.client("iam")
+    iam.create_role(RoleName=ROLE, Path="/team/", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}))
+
+    result = aws.run(spec_for("gpu"), name="gpu-1")
+
+    assert (result.status, result.error) == ("FAILED", "PrerequisiteConflict")
+    assert f"role {ROLE} exists at path /team/, not eiplane's /eiplane/" in (result.error_message() or "")
+    assert result.states_entered()[-1] == "PrerequisitesFailed" and "EnsureNetwork" not in result.states_entered()
+    assert iam.list_role_policies(RoleName=ROLE)["PolicyNames"] == []  # untouched
 
 
 def test_broader_policies_on_the_role_are_removed(aws: EmbeddedAws) -> None:
@@ -102,7 +133,9 @@ def test_profile_holding_another_role_gets_the_fleet_role(aws: EmbeddedAws) -> N
     assert [r["RoleName"] for r in roles] == [ROLE]
 
 
-def test_leftover_untagged_group_is_found_by_name_and_locked_down(aws: EmbeddedAws) -> None:
+def test_leftover_untagged_group_is_refused_until_handed_over_then_locked_down(aws: EmbeddedAws) -> None:
+    """A group of eiplane's name without eiplane's tag may be anyone's: eiplane neither tags nor
+    changes it (its role may not: that would let it open any group) and says how to hand it over."""
     ec2 = aws.client("ec2")
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     group = ec2.create_security_group(GroupName="eiplane-demo-gpu-instances", Description="leftover", VpcId=vpc)["GroupId"]
@@ -110,7 +143,16 @@ def test_leftover_untagged_group_is_found_by_name_and_locked_down(aws: EmbeddedA
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
         {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
 
-    result = aws.run(spec_for("gpu"), name="gpu-1")
+    refused = aws.run(spec_for("gpu"), name="gpu-1")
+
+    assert (refused.status, refused.error) == ("FAILED", "PrerequisiteConflict")
+    assert f"security group {group} in {vpc} is named eiplane-demo-gpu-instances but is not eiplane's" in (
+        refused.error_message() or "")
+    assert "EnsureNetwork" not in refused.states_entered()  # the plan found it: nothing was created
+    assert managed_inventory(aws)["roles"] == []
+    ec2.create_tags(Resources=[group], Tags=[{"Key": "eiplane:managed-by", "Value": "eiplane"}])  # handed over
+
+    result = aws.run(spec_for("gpu"), name="gpu-2")
 
     assert result.status == "SUCCEEDED", result.cause
     item = _result_for(result, "security_group", "eiplane-demo-gpu-instances")
@@ -147,6 +189,16 @@ def test_endpoint_missing_subnet_group_and_private_dns_is_repaired_not_duplicate
                                        ServiceName="com.amazonaws.us-east-1.elastic-inference.runtime",
                                        PrivateDnsEnabled=False)["VpcEndpoint"]["VpcEndpointId"]
 
+    refused = aws.run(spec_for("eia"), name="eia-0")
+
+    # Not eiplane's: its repairs are named, it is not changed, nothing is created.
+    assert (refused.status, refused.error) == ("FAILED", "PrerequisiteConflict")
+    message = refused.error_message() or ""
+    assert f"VPC endpoint {existing}" in message and "add subnets" in message and "turn on private DNS" in message
+    assert "hand the endpoint over by tagging it eiplane:managed-by=eiplane" in message
+    assert managed_inventory(aws)["security_groups"] == []
+    ec2.create_tags(Resources=[existing], Tags=[{"Key": "eiplane:managed-by", "Value": "eiplane"}])
+
     result = aws.run(spec_for("eia"), name="eia-1")
 
     assert result.status == "SUCCEEDED", result.cause
@@ -174,8 +226,9 @@ def test_s3_gateway_endpoint_missing_a_route_table_gets_it(aws: EmbeddedAws) -> 
     main = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [network["vpc_id"]]},
                                               {"Name": "association.main", "Values": ["true"]}])["RouteTables"][0]
     s3 = ec2.create_vpc_endpoint(VpcEndpointType="Gateway", VpcId=network["vpc_id"],
-                                 ServiceName="com.amazonaws.us-east-1.s3",
-                                 RouteTableIds=[main["RouteTableId"]])["VpcEndpoint"]["VpcEndpointId"]
+                                 ServiceName="com.amazonaws.us-east-1.s3", RouteTableIds=[main["RouteTableId"]],
+                                 TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": [
+                                     {"Key": "eiplane:managed-by", "Value": "eiplane"}]}])["VpcEndpoint"]["VpcEndpointId"]
 
     result = aws.run(spec_for("inferentia", network=network), name="inf2-1")
 

@@ -113,6 +113,17 @@ def test_clients_are_cached_per_service_and_region() -> None:
     assert aws.client("ec2", "us-east-1") is not first
 
 
+def test_a_client_belongs_to_the_credentials_it_was_built_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each function of the embedded AWS calls as itself; on Lambda the key never changes."""
+    first = aws.client("ec2", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIAOTHERFUNCTION")
+    other = aws.client("ec2", "us-east-1")
+    assert other is not first and other.meta.events is not first.meta.events
+    assert other._request_signer._credentials.access_key == "ASIAOTHERFUNCTION"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    assert aws.client("ec2", "us-east-1") is first
+
+
 def test_client_configuration() -> None:
     config = aws.client("ec2", "us-east-1").meta.config
     # botocore stores max_attempts=6 (retries) as total_max_attempts=7 (the first try included).

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from eiplane.models.spec import FleetSpec, parse_fleet_spec
-from eiplane.prerequisites.iam import TRUST_POLICY, instance_policy, partition_of, ssm_core_policy_arn
+from eiplane.prerequisites.iam import TRUST_POLICY, instance_policy, partition_of
 
 BUCKET = "eiplane-artifacts-123456789012"
 ACCOUNT = "123456789012"
@@ -28,7 +28,7 @@ def as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-S3_STATEMENTS = [
+COMMON_STATEMENTS = [
     {"Sid": "ReadFleetArtifacts", "Effect": "Allow", "Action": "s3:GetObject",
      "Resource": f"arn:aws:s3:::{BUCKET}/fleets/demo/*"},
     {"Sid": "ListFleetArtifacts", "Effect": "Allow", "Action": "s3:ListBucket",
@@ -36,25 +36,35 @@ S3_STATEMENTS = [
      "Condition": {"StringLike": {"s3:prefix": ["fleets/demo/*"]}}},
     {"Sid": "WriteValidationResults", "Effect": "Allow", "Action": "s3:PutObject",
      "Resource": f"arn:aws:s3:::{BUCKET}/fleets/demo/results/*"},
+    {"Sid": "SsmAgentHeartbeat", "Effect": "Allow", "Action": "ssm:UpdateInstanceInformation",
+     "Resource": f"arn:aws:ec2:us-east-1:{ACCOUNT}:instance/*"},
+    {"Sid": "SsmAgentMessages", "Effect": "Allow",
+     "Action": ["ec2messages:GetMessages", "ec2messages:AcknowledgeMessage", "ec2messages:SendReply"],
+     "Resource": "*"},
 ]
+AGENT_MESSAGES = "SsmAgentMessages"  # the SSM agent's message actions take no resource: "*" is AWS's
 
 
 @pytest.mark.parametrize("backend_type", ["gpu", "inferentia"])
-def test_gpu_and_inferentia_get_only_the_s3_statements(backend_type: str) -> None:
-    assert statements(backend_type) == S3_STATEMENTS
+def test_gpu_and_inferentia_get_only_the_artifact_and_agent_statements(backend_type: str) -> None:
+    assert statements(backend_type) == COMMON_STATEMENTS
+
+
+def test_the_agent_gets_no_parameter_store_read_as_ssm_core_would_give() -> None:
+    actions = [a for s in statements("gpu") for a in as_list(s["Action"])]
+    assert not any(a.startswith(("ssm:Get", "ssm:Describe", "ssm:List")) for a in actions)
 
 
 def test_eia_gets_exactly_one_connect_statement() -> None:
     found = statements("eia", region="eu-west-1")
-    extra = [s for s in found if s["Sid"] not in {"ReadFleetArtifacts", "ListFleetArtifacts",
-                                                  "WriteValidationResults"}]
+    extra = [s for s in found if s["Sid"] not in {c["Sid"] for c in COMMON_STATEMENTS}]
     assert extra == [{
         "Sid": "ConnectElasticInference",
         "Effect": "Allow",
         "Action": "elastic-inference:Connect",
         "Resource": f"arn:aws:elastic-inference:eu-west-1:{ACCOUNT}:elastic-inference-accelerator/*",
     }]
-    assert len(found) == len(S3_STATEMENTS) + 1
+    assert len(found) == len(COMMON_STATEMENTS) + 1
 
 
 @pytest.mark.parametrize("backend_type", ["eia", "gpu", "inferentia"])
@@ -62,7 +72,7 @@ def test_no_wildcard_resource_or_action(backend_type: str) -> None:
     for statement in statements(backend_type):
         assert statement["Effect"] == "Allow"
         assert "NotAction" not in statement and "NotResource" not in statement
-        assert all(r != "*" for r in as_list(statement["Resource"]))
+        assert all(r != "*" for r in as_list(statement["Resource"])) or statement["Sid"] == AGENT_MESSAGES
         assert all("*" not in a for a in as_list(statement["Action"]))
 
 
@@ -101,7 +111,6 @@ def test_writes_only_under_results() -> None:
 ])
 def test_partition_of(region: str, partition: str) -> None:
     assert partition_of(region) == partition
-    assert ssm_core_policy_arn(region) == f"arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 
 @pytest.mark.parametrize(("region", "partition"), [
@@ -109,7 +118,6 @@ def test_partition_of(region: str, partition: str) -> None:
 ])
 def test_partition_of_iso_regions(region: str, partition: str) -> None:
     assert partition_of(region) == partition
-    assert ssm_core_policy_arn(region) == f"arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 
 @pytest.mark.parametrize(("region", "partition"), [("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov"),
@@ -117,7 +125,7 @@ def test_partition_of_iso_regions(region: str, partition: str) -> None:
 def test_policy_arns_use_the_region_partition(region: str, partition: str) -> None:
     for statement in statements("eia", region=region):
         for resource in as_list(statement["Resource"]):
-            assert resource.startswith(f"arn:{partition}:")
+            assert resource.startswith(f"arn:{partition}:") or statement["Sid"] == AGENT_MESSAGES
     connect = statements("eia", region=region)[-1]
     assert connect["Resource"] == (
         f"arn:{partition}:elastic-inference:{region}:{ACCOUNT}:elastic-inference-accelerator/*")

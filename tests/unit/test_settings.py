@@ -51,14 +51,15 @@ def test_region_is_aws_region_not_aws_default_region(monkeypatch: pytest.MonkeyP
     assert get_settings().region == "eu-west-1"
 
 
-def test_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validated_once_per_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once per sandbox on Lambda; once per function in the embedded AWS, which hosts them all."""
     set_env(monkeypatch, **FULL)
     first = get_settings()
-    monkeypatch.setenv("EIPLANE_STATE_TABLE", "other-table")
     assert get_settings() is first
-    assert get_settings().state_table == "eiplane-state"
-    get_settings.cache_clear()
+    monkeypatch.setenv("EIPLANE_STATE_TABLE", "other-table")  # another function's environment
     assert get_settings().state_table == "other-table"
+    monkeypatch.setenv("EIPLANE_STATE_TABLE", FULL["EIPLANE_STATE_TABLE"])
+    assert get_settings() is first
 
 
 def test_settings_are_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,6 +115,7 @@ def test_environment_names() -> None:
         "launch_minutes": "EIPLANE_LAUNCH_MINUTES",
         "drain_seconds": "EIPLANE_DRAIN_SECONDS",
         "lease_seconds": "EIPLANE_LEASE_SECONDS",
+        "instance_boundary_arn": "EIPLANE_INSTANCE_BOUNDARY_ARN",
     }
 
 

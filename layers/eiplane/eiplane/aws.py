@@ -2,8 +2,12 @@
 
 Clients are cached per (service, region) and built on first use, never at import time, so
 tests and the embedded AWS can point them elsewhere (AWS_ENDPOINT_URL) and `reset_clients()`
-drops them. Every call made through them is recorded, so a step can report exactly which
-mutating calls it made: the demo's "zero mutating calls on a re-run" is counted, not assumed.
+drops them. A client belongs to the credentials and endpoint it was built with, so those are
+part of its key: on Lambda they never change within a sandbox (one client per service and
+region), while the embedded AWS, which hosts every function in one process, gets each
+function's calls made with that function's own credentials. Every call made through them is
+recorded, so a step can report exactly which mutating calls it made: the demo's "zero mutating
+calls on a re-run" is counted, not assumed.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,15 +77,20 @@ def _record(model: Any, **_: Any) -> None:
         log.calls.append(f"{model.service_model.service_name}:{model.name}")
 
 
-@functools.cache
 def client(service: str, region: str) -> BaseClient:
+    return _client(service, region, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_ENDPOINT_URL"))
+
+
+@functools.cache
+def _client(service: str, region: str, access_key_id: str | None, endpoint_url: str | None) -> BaseClient:
+    # Built from the environment (credentials, endpoint) the key names; the key only tells them apart.
     created = boto3.session.Session().client(service, region_name=region, config=_CONFIG)
     created.meta.events.register("before-call", _record)
     return created
 
 
 def reset_clients() -> None:
-    client.cache_clear()
+    _client.cache_clear()
 
 
 def error_code(exc: ClientError) -> str:

@@ -24,6 +24,9 @@ class Settings(BaseModel):
     launch_minutes: int = Field(default=6, ge=0, description="L: launch to validated and in service")
     drain_seconds: int = Field(default=120, ge=0, description="how long a drained instance keeps serving")
     lease_seconds: int = Field(default=900, ge=60, description="a tick's hold on a fleet; expires if the tick dies")
+    instance_boundary_arn: str | None = Field(
+        default=None, description="the permissions boundary every fleet instance role is created under "
+                                  "(set on the functions that plan and create the roles)")
 
     @property
     def surge_alarm_prefix(self) -> str:
@@ -42,10 +45,19 @@ ENVIRONMENT = {
     "launch_minutes": "EIPLANE_LAUNCH_MINUTES",
     "drain_seconds": "EIPLANE_DRAIN_SECONDS",
     "lease_seconds": "EIPLANE_LEASE_SECONDS",
+    "instance_boundary_arn": "EIPLANE_INSTANCE_BOUNDARY_ARN",
 }
 
 
-@functools.cache
 def get_settings() -> Settings:
-    values = {field: os.environ[var] for field, var in ENVIRONMENT.items() if var in os.environ}
-    return Settings.model_validate(values)
+    """The settings of this environment, validated once per environment: on Lambda once per
+    sandbox; in the embedded AWS, which hosts every function in one process, once per function."""
+    return _settings(tuple((field, os.environ.get(var)) for field, var in ENVIRONMENT.items()))
+
+
+@functools.cache
+def _settings(values: tuple[tuple[str, str | None], ...]) -> Settings:
+    return Settings.model_validate({field: value for field, value in values if value is not None})
+
+
+get_settings.cache_clear = _settings.cache_clear  # type: ignore[attr-defined]

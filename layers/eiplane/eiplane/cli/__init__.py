@@ -1,15 +1,17 @@
 """The `eiplane` command line.
 
   eiplane artifact pack --model PKG.MODULE:FACTORY --input 3x224x224 --name N --version V --out DIR
-  eiplane artifact push DIR --fleet F [--stack-name eiplane | --bucket B | --endpoint-url URL]
+  eiplane artifact push DIR --fleet F [--stack-name eiplane | --bucket B | --endpoint-url URL] [--region R]
   eiplane artifact validate DIR [--device cuda] [--precisions fp32,fp16,bf16]
-  eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane]
+  eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane] [--region R]
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
   eiplane bench control-plane-cost [--sizes 0,1,2,4] [--json FILE]
   eiplane bench capacity [--no-curves] [--out out]
   eiplane simulate --trace FILE.csv [--launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
   eiplane demo [--report FILE.json]
+
+A command that cannot do what it was asked says why in one line on stderr and exits 2.
 """
 
 from __future__ import annotations
@@ -17,9 +19,34 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from botocore import exceptions as boto_errors
 
 from eiplane.cli import commands
 from eiplane.errors import EiplaneError
+
+ENDPOINT_HELP = ("an `eiplane local up` server, e.g. http://127.0.0.1:4566; on 127.0.0.1 / localhost, what your "
+                 "AWS configuration lacks is the embedded AWS's default: region us-east-1 (or --region), "
+                 "credentials testing / testing")
+REGION_HELP = ("the stack's region (default: your AWS configuration's; with a 127.0.0.1 / localhost "
+               "--endpoint-url and none configured, us-east-1)")
+STACK_HELP = ("the deployed stack to read {what} from (default: " + commands.DEFAULT_STACK_NAME + "); with "
+              "--endpoint-url, needed only where that server has more than one (`eiplane local up` serves eiplane-local)")
+# ClientError codes whose fix is the caller's credentials, not the request.
+_CREDENTIAL_HINTS = {
+    "AccessDenied": "the credentials in use are not allowed this: check their IAM permissions",
+    "AccessDeniedException": "the credentials in use are not allowed this: check their IAM permissions",
+    "UnauthorizedOperation": "the credentials in use are not allowed this: check their IAM permissions",
+    "ExpiredToken": "the credentials have expired: refresh them (`aws sso login`, or new session credentials)",
+    "ExpiredTokenException": "the credentials have expired: refresh them (`aws sso login`, or new session credentials)",
+    "RequestExpired": "the request expired: check this machine's clock, or refresh the credentials",
+    "InvalidClientTokenId": "AWS does not know these credentials: check AWS_ACCESS_KEY_ID / your profile",
+    "UnrecognizedClientException": "AWS does not know these credentials: check AWS_ACCESS_KEY_ID / your profile",
+    "InvalidAccessKeyId": "AWS does not know these credentials: check AWS_ACCESS_KEY_ID / your profile",
+    "SignatureDoesNotMatch": "the secret key does not match the access key: check AWS_SECRET_ACCESS_KEY",
+    "AuthFailure": "AWS does not accept these credentials: check them",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("spec", help="fleet spec, YAML or JSON (see events/provision_fleet_*.json)")
     target = apply.add_mutually_exclusive_group()
     target.add_argument("--local", action="store_true", help="run on a fresh embedded AWS in this process")
-    target.add_argument("--endpoint-url", help="an `eiplane local up` server, e.g. http://127.0.0.1:4566")
-    apply.add_argument("--stack-name", default="eiplane", help="deployed stack to read the state machine from")
+    target.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    apply.add_argument("--stack-name", help=STACK_HELP.format(what="the ProvisionFleet state machine"))
     apply.add_argument("--state-machine-arn", help="skip the stack look-up")
-    apply.add_argument("--region", help="the stack's region (default: your AWS configuration's)")
+    apply.add_argument("--region", help=REGION_HELP)
     apply.add_argument("--name", help="execution name (default: <fleet>-<UTC time>)")
     apply.add_argument("--dry-run", action="store_true", help="plan the prerequisites, change nothing")
     apply.add_argument("--report", help="also write the execution output as JSON here")
@@ -62,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--fleet", required=True)
     where = push.add_mutually_exclusive_group()
     where.add_argument("--bucket", help="the artifacts bucket (default: the stack's ArtifactsBucketName output)")
-    where.add_argument("--endpoint-url", help="an `eiplane local up` server")
-    push.add_argument("--stack-name", default="eiplane")
-    push.add_argument("--region")
+    where.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    push.add_argument("--stack-name", help=STACK_HELP.format(what="the artifacts bucket"))
+    push.add_argument("--region", help=REGION_HELP)
     push.set_defaults(handler=commands.artifact_push)
     check = artifact.add_parser("validate", help="run the validation agent here, as an instance would")
     check.add_argument("artifact_dir")
@@ -115,17 +142,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text: object) -> str:
+    """A message's lines joined: an error is one line on stderr."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _endpoint_base(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else url
+
+
+def explain(exc: BaseException) -> str | None:
+    """The one line that says what went wrong and what to do, for every failure a user can
+    cause (bad input, no AWS configuration, AWS saying no, nothing at --endpoint-url); None
+    for anything else, which is a bug and keeps its traceback."""
+    if isinstance(exc, commands.CommandError):
+        return f"eiplane: {one_line(exc)}"
+    if isinstance(exc, EiplaneError):  # a named error whose message says what to do
+        return f"{type(exc).__name__}: {one_line(exc)}"
+    if isinstance(exc, boto_errors.ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code") or "Error"
+        line = f"eiplane: AWS refused {exc.operation_name}: {code}: {error.get('Message') or exc}"
+        hint = _CREDENTIAL_HINTS.get(code)
+        return one_line(f"{line} ({hint})" if hint else line)
+    if isinstance(exc, boto_errors.NoCredentialsError):
+        return f"eiplane: {commands.NO_CREDENTIALS}"
+    if isinstance(exc, boto_errors.NoRegionError):
+        return f"eiplane: {commands.NO_REGION}"
+    if isinstance(exc, boto_errors.ParamValidationError):
+        return f"eiplane: invalid AWS request: {one_line(exc)}"
+    if isinstance(exc, (boto_errors.EndpointConnectionError, boto_errors.ConnectTimeoutError)):
+        url = str(exc.kwargs.get("endpoint_url", ""))
+        base = _endpoint_base(url)
+        if commands.is_loopback(url):
+            return (f"eiplane: nothing is listening at {base}: start the embedded AWS there with "
+                    "`eiplane local up` (it prints its endpoint), or fix --endpoint-url")
+        return f"eiplane: cannot reach {base or 'AWS'}: check the network, --region and --endpoint-url"
+    if isinstance(exc, boto_errors.BotoCoreError):  # ProfileNotFound, PartialCredentialsError, timeouts, ...
+        return f"eiplane: {type(exc).__name__}: {one_line(exc)}"
+    if isinstance(exc, OSError):  # a file the command reads or writes
+        return f"eiplane: {one_line(exc)}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
         return 130
-    except commands.CommandError as exc:
-        print(f"eiplane: {exc}", file=sys.stderr)
-        return 2
-    except EiplaneError as exc:  # a named error whose message says what to do
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # what a user can cause is one line; anything else is re-raised
+        line = explain(exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return 2
 
 

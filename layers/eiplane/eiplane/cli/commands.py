@@ -4,28 +4,82 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ipaddress
 import json
 import signal
+import socket
 import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import yaml
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from eiplane.cli.progress import fleet_summary_from_history, follow, print_plan, print_report, print_report_validation
-from eiplane.errors import InvalidFleetSpec
 from eiplane.models.spec import parse_fleet_spec
 from eiplane.naming import model_prefix
 
 LOCAL_POLL_S = 0.1  # the embedded AWS has no quota to respect
+DEFAULT_STACK_NAME = "eiplane"  # what `make deploy` names the stack
+# What `eiplane local up` serves by default, and what an SDK needs to reach it when the
+# machine has no AWS configuration: the embedded AWS accepts any credentials.
+LOCAL_REGION = "us-east-1"
+LOCAL_ACCESS_KEY_ID = LOCAL_SECRET_ACCESS_KEY = "testing"  # noqa: S105 - moto's dummy credentials, not a secret
+# template.yaml: `Name: !Sub ${AWS::StackName}-ProvisionFleet`
+PROVISION_FLEET_SUFFIX = "-ProvisionFleet"
+NO_REGION = ("no AWS region configured: pass --region, or set AWS_REGION (or AWS_DEFAULT_REGION), "
+             "or run `aws configure`")
+NO_CREDENTIALS = ("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "
+                  "or run `aws configure` (`aws sso login` for SSO); an `eiplane local up` endpoint on 127.0.0.1 "
+                  "needs none")
 
 
 class CommandError(Exception):
     """A command cannot run as asked; the message says why and what to do."""
+
+
+def is_loopback(endpoint_url: str | None) -> bool:
+    """An endpoint on this machine (127.0.0.0/8, ::1, localhost): an `eiplane local up` server."""
+    if not endpoint_url:
+        return False
+    try:
+        host = urlsplit(endpoint_url).hostname
+    except ValueError:
+        return False
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def aws_session(region: str | None, endpoint_url: str | None) -> boto3.session.Session:
+    """The session a command's AWS clients come from.
+
+    Against a loopback --endpoint-url (the embedded AWS), whatever AWS configuration this
+    machine has is used, and what it lacks is filled in with the embedded AWS's defaults:
+    region us-east-1 (unless --region), credentials testing/testing. Against AWS, a missing
+    region or missing credentials is a CommandError saying what to set, before any call."""
+    session = boto3.session.Session(region_name=region)
+    if is_loopback(endpoint_url):
+        resolved_region = session.region_name or LOCAL_REGION
+        if session.get_credentials() is None:
+            return boto3.session.Session(aws_access_key_id=LOCAL_ACCESS_KEY_ID,
+                                         aws_secret_access_key=LOCAL_SECRET_ACCESS_KEY, region_name=resolved_region)
+        return session if session.region_name else boto3.session.Session(region_name=resolved_region)
+    if not session.region_name:
+        raise CommandError(NO_REGION)
+    if session.get_credentials() is None:
+        raise CommandError(NO_CREDENTIALS)
+    return session
 
 
 def load_spec_file(path: str) -> dict[str, Any]:
@@ -47,9 +101,12 @@ def execution_name(fleet: str, now: datetime | None = None) -> str:
 
 
 def write_json(path: str, document: Any) -> None:
+    """Whole or not at all: a reader waiting for the file (local up's --ready-file) never sees half of it."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    partial.replace(target)
 
 
 def run_and_report(sfn: BaseClient, state_machine_arn: str, spec: dict[str, Any], name: str,
@@ -78,11 +135,7 @@ def fleet_apply(args: argparse.Namespace) -> int:
     spec = load_spec_file(args.spec)
     if args.dry_run:
         spec["dry_run"] = True
-    try:
-        parse_fleet_spec(spec)  # fail here, before anything starts; the state machine checks again
-    except InvalidFleetSpec as exc:
-        print(f"InvalidFleetSpec: {exc}", file=sys.stderr)
-        return 2
+    parse_fleet_spec(spec)  # InvalidFleetSpec here, before anything starts; the state machine checks again
     name = args.name or execution_name(spec["name"])
     if args.local:
         from eiplane.local.engine import EmbeddedAws
@@ -97,10 +150,11 @@ def fleet_apply(args: argparse.Namespace) -> int:
                                   poll_s=LOCAL_POLL_S)
     if args.artifact:
         raise CommandError("--artifact is for --local; elsewhere push it first: eiplane artifact push")
-    session = boto3.session.Session(region_name=args.region)
+    session = aws_session(args.region, args.endpoint_url)
     sfn = session.client("stepfunctions", endpoint_url=args.endpoint_url)
     arn = args.state_machine_arn or _find_state_machine(session, sfn, args)
-    return run_and_report(sfn, arn, spec, name, args.report)
+    return run_and_report(sfn, arn, spec, name, args.report,
+                          poll_s=LOCAL_POLL_S if is_loopback(args.endpoint_url) else 1.0)
 
 
 def artifact_pack(args: argparse.Namespace) -> int:
@@ -126,8 +180,8 @@ def artifact_push(args: argparse.Namespace) -> int:
     from eiplane.artifacts.manifest import load_manifest
     from eiplane.artifacts.push import push
 
-    manifest = load_manifest(args.artifact_dir)
-    session = boto3.session.Session(region_name=args.region)
+    manifest = load_manifest(args.artifact_dir)  # ArtifactError if it is not a packed artifact
+    session = aws_session(args.region, args.endpoint_url)
     s3 = session.client("s3", endpoint_url=args.endpoint_url)
     bucket = args.bucket or _artifacts_bucket(session, s3, args)
     prefix = model_prefix(args.fleet, manifest.name, manifest.version)
@@ -143,9 +197,10 @@ def artifact_validate(args: argparse.Namespace) -> int:
     import tempfile
 
     from eiplane.agent import AGENT_PATH
-    from eiplane.artifacts.manifest import manifest_digest
+    from eiplane.artifacts.manifest import load_manifest, manifest_digest
     from eiplane.artifacts.result import ValidationResult
 
+    load_manifest(args.artifact_dir)  # ArtifactError if it is not a packed artifact
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or str(Path(scratch) / "result.json")
         completed = subprocess.run(
@@ -153,43 +208,83 @@ def artifact_validate(args: argparse.Namespace) -> int:
              "--manifest-sha256", manifest_digest(args.artifact_dir), "--device", args.device,
              "--precisions", args.precisions, "--instance-id", "local", "--iterations", str(args.iterations),
              "--out", out], check=False)
+        if not Path(out).is_file():
+            raise CommandError(f"the validation agent exited {completed.returncode} without writing its result "
+                               "(its output is above)")
         result = ValidationResult.model_validate(json.loads(Path(out).read_text()))
     print_report_validation(result.summary())
     return completed.returncode
 
 
 def _artifacts_bucket(session: boto3.session.Session, s3: BaseClient, args: argparse.Namespace) -> str:
-    if args.endpoint_url:
-        buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if "-artifactsbucket-" in b["Name"]]
-        if len(buckets) != 1:
-            raise CommandError(f"pass --bucket: {len(buckets)} artifacts buckets at {args.endpoint_url}")
-        return str(buckets[0])
-    return _stack_output(session, args.stack_name, "ArtifactsBucketName")
+    if args.endpoint_url:  # an `eiplane local up` server: no CloudFormation there
+        names = sorted(str(b["Name"]) for b in s3.list_buckets().get("Buckets", []))
+        # The template's bucket has no BucketName: <stack>-artifactsbucket-<suffix>, lower case.
+        wanted = f"{args.stack_name.lower()}-artifactsbucket-" if args.stack_name else None
+        matches = [n for n in names if n.startswith(wanted)] if wanted else [n for n in names if "-artifactsbucket-" in n]
+        if len(matches) == 1:
+            return matches[0]
+        what = f"bucket {wanted}*" if wanted else "artifacts bucket (<stack>-artifactsbucket-*)"
+        if not matches:
+            raise CommandError(f"no {what} at {args.endpoint_url} (buckets there: {', '.join(names) or 'none'}); "
+                               "pass --bucket, or --stack-name")
+        raise CommandError(f"{len(matches)} artifacts buckets at {args.endpoint_url} ({', '.join(matches)}): "
+                           "pass --bucket or --stack-name")
+    return _stack_output(session, args.stack_name or DEFAULT_STACK_NAME, "ArtifactsBucketName")
 
 
 def _stack_output(session: boto3.session.Session, stack_name: str, key: str) -> str:
     cloudformation = session.client("cloudformation")
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    except cloudformation.exceptions.ClientError as exc:
-        raise CommandError(f"stack {stack_name}: {exc}; deploy with `sam deploy --guided`") from None
+    except ClientError as exc:  # anything else (access denied, ...) is for eiplane.cli.main to explain
+        error = exc.response.get("Error", {})
+        if error.get("Code") == "ValidationError" and "does not exist" in str(error.get("Message", "")):
+            raise CommandError(f"no stack {stack_name} in {session.region_name}: deploy it (`make deploy`), "
+                               "or pass --stack-name / --region") from None
+        raise
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     if key not in outputs:
-        raise CommandError(f"stack {stack_name} has no {key} output")
+        raise CommandError(f"stack {stack_name} has no {key} output: is it eiplane's template.yaml?")
     return str(outputs[key])
 
 
 def _find_state_machine(session: boto3.session.Session, sfn: BaseClient, args: argparse.Namespace) -> str:
-    if args.endpoint_url:  # an `eiplane local up` server: no CloudFormation there
-        for page in sfn.get_paginator("list_state_machines").paginate():
-            for machine in page["stateMachines"]:
-                if machine["name"].endswith("ProvisionFleetStateMachine"):
-                    return str(machine["stateMachineArn"])
-        raise CommandError(f"no ProvisionFleet state machine at {args.endpoint_url}")
-    return _stack_output(session, args.stack_name, "ProvisionFleetStateMachineArn")
+    """ProvisionFleet is named `<stack>-ProvisionFleet` (template.yaml). At an endpoint (no
+    CloudFormation there), the one so named: --stack-name's if given, else the only one."""
+    if args.endpoint_url:
+        machines = {str(m["name"]): str(m["stateMachineArn"])
+                    for page in sfn.get_paginator("list_state_machines").paginate() for m in page["stateMachines"]}
+        wanted = f"{args.stack_name}{PROVISION_FLEET_SUFFIX}" if args.stack_name else None
+        matches = sorted(n for n in machines if (n == wanted if wanted else n.endswith(PROVISION_FLEET_SUFFIX)))
+        if len(matches) == 1:
+            return machines[matches[0]]
+        if not matches:
+            raise CommandError(f"no state machine {wanted or '<stack>' + PROVISION_FLEET_SUFFIX} at {args.endpoint_url} "
+                               f"(state machines there: {', '.join(sorted(machines)) or 'none'}); "
+                               "pass --stack-name or --state-machine-arn")
+        raise CommandError(f"{len(matches)} ProvisionFleet state machines at {args.endpoint_url} "
+                           f"({', '.join(matches)}): pass --stack-name or --state-machine-arn")
+    return _stack_output(session, args.stack_name or DEFAULT_STACK_NAME, "ProvisionFleetStateMachineArn")
+
+
+def _check_port_free(port: int) -> None:
+    """A busy port would leave the embedded server's thread dead and `local up` waiting for ever."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: only a listener blocks
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise CommandError(f"cannot serve on 127.0.0.1:{port} ({exc.strerror}; another `eiplane local up`?): "
+                               "pick another --port, or --port 0 for a free one") from None
 
 
 def local_up(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port {args.port}: a port is 0-65535 (0: any free one)")
+    _check_port_free(args.port)
     from eiplane.local.engine import EmbeddedAws
 
     stop = threading.Event()
@@ -205,7 +300,9 @@ def local_up(args: argparse.Namespace) -> int:
         print("try:\n  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws stepfunctions start-execution "
               f"--endpoint-url {aws.endpoint_url} --region {aws.region} \\\n"
               f"    --state-machine-arn {state_machine} --name try-1 "
-              "--input file://events/provision_fleet_gpu.json", flush=True)
+              "--input file://events/provision_fleet_gpu.json\n"
+              f"  eiplane fleet apply events/provision_fleet_gpu.json --endpoint-url {aws.endpoint_url}"
+              + ("" if aws.region == LOCAL_REGION else f" --region {aws.region}"), flush=True)
         if args.ready_file:
             write_json(args.ready_file, {"endpoint_url": aws.endpoint_url, "region": aws.region,
                                          "outputs": aws.stack.outputs})
@@ -253,7 +350,13 @@ def _by_code_dir(aws: Any, name: str) -> str:
 def bench_control_plane_cost(args: argparse.Namespace) -> int:
     from eiplane.bench.control_plane_cost import measure, render
 
-    measured = measure(tuple(int(n) for n in args.sizes.split(",")))
+    try:
+        sizes = tuple(int(n) for n in args.sizes.split(","))
+    except ValueError:
+        raise CommandError(f"--sizes {args.sizes!r}: write fleet sizes like 0,1,2,4") from None
+    if not all(0 <= n <= 100 for n in sizes):
+        raise CommandError(f"--sizes {args.sizes!r}: each size is 0-100 (a fleet's capacity.max)")
+    measured = measure(sizes)
     print(render(measured))
     if args.json:
         write_json(args.json, measured)
@@ -275,10 +378,17 @@ def bench_capacity(args: argparse.Namespace) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from eiplane.capacity.simulate import SimConfig, simulate_file
+    from eiplane.capacity.simulate import SimConfig, read_trace, simulate_file
 
     if not Path(args.trace).is_file():
         raise CommandError(f"{args.trace}: no such trace file")
+    try:
+        read_trace(args.trace)  # simulate_file reads it again; a malformed trace is the user's, said here
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise CommandError(f"{args.trace} is not a demand trace (one requests/s value per line): {exc}") from None
+    if args.capacity_rps <= 0 or args.interval_minutes < 1 or args.launch_minutes < 0 or args.drain_minutes < 0:
+        raise CommandError("--capacity-rps must be > 0, --interval-minutes >= 1, --launch-minutes and "
+                           "--drain-minutes >= 0")
     config = SimConfig(launch_minutes=args.launch_minutes, interval_minutes=args.interval_minutes,
                        drain_minutes=args.drain_minutes, capacity_rps=args.capacity_rps)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,9 @@ that the AWS CLI and any SDK reach with --endpoint-url.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -27,13 +29,22 @@ from botocore.client import BaseClient
 
 from eiplane.executions import ExecutionResult, wait_for_execution
 from eiplane.local import moto_gaps
+from eiplane.local.iam.enforcer import IamEnforcer, role_session_key
+from eiplane.local.iam.evaluator import PolicyEvaluator
 from eiplane.local.instances import EmbeddedInstances
-from eiplane.local.lambda_runtime import LocalFunction, LocalLambdaRuntime, reset_process_state, routed_stdout
+from eiplane.local.lambda_runtime import (
+    LocalFunction,
+    LocalLambdaRuntime,
+    reset_process_state,
+    routed_stdout,
+    sandboxes,
+)
 from eiplane.local.template import (
     References,
     function_properties,
     load_template,
     resources_of_type,
+    sam_roles,
     substitute_definition,
 )
 
@@ -41,9 +52,42 @@ ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_REGION = "us-east-1"
 STACK_NAME = "eiplane-local"
 ID_SEED = 20260415
-# What a function's environment gets from the embedded AWS instead of from Lambda.
+# The operator's credentials (the engine itself, tests, `local up` users): the account's administrator.
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                      "AWS_SESSION_TOKEN": "testing"}
+
+
+def function_credentials(function_name: str) -> dict[str, str]:
+    """A function's own credentials, as Lambda puts its execution role's session in the environment:
+    every call the function makes is made, and authorised, as that function."""
+    digest = hashlib.sha256(function_name.encode()).hexdigest()[:16].upper()
+    return {"AWS_ACCESS_KEY_ID": f"ASIA{digest}", "AWS_SECRET_ACCESS_KEY": "embedded",
+            "AWS_SESSION_TOKEN": f"embedded-lambda/{function_name}"}
+
+
+_EVALUATORS: dict[Path, PolicyEvaluator] = {}
+_EVALUATORS_LOCK = threading.Lock()
+
+
+def shared_evaluator(root: Path) -> PolicyEvaluator:
+    """One policy evaluator (a Node.js process) per checkout for the life of this process: every
+    embedded AWS it starts shares it, and its cache of decisions."""
+    with _EVALUATORS_LOCK:
+        if root not in _EVALUATORS:
+            _EVALUATORS[root] = PolicyEvaluator(root / ".tools" / "node")
+            atexit.register(_EVALUATORS[root].close)
+        return _EVALUATORS[root]
+
+
+def versioned(document: dict[str, Any]) -> dict[str, Any]:
+    """SAM's policy templates carry no Version, which IAM reads as 2008-10-17; moto accepts only
+    2012-10-17. The two differ only in policy variables (${aws:username}), which 2008-10-17 leaves as
+    text: a document without a Version that has one is refused rather than read another way."""
+    if "Version" in document:
+        return document
+    if "${" in json.dumps(document):
+        raise ValueError(f"a policy document without a Version uses a policy variable: {document}")
+    return {"Version": "2012-10-17", **document}
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -81,6 +125,7 @@ class EventSource:
     schedule: str | None = None
     pattern: dict[str, Any] | None = None
     enabled: bool = True
+    role_logical_id: str | None = None  # the role EventBridge starts the execution as
 
 
 class EmbeddedAws:
@@ -100,6 +145,8 @@ class EmbeddedAws:
         self._instance_server_lock = threading.Lock()
         self._clients: dict[str, BaseClient] = {}
         self._clients_lock = threading.Lock()
+        self.iam: IamEnforcer | None = None
+        self.roles: dict[str, str] = {}  # the role's logical id (SAM's transform) -> its name
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -125,10 +172,14 @@ class EmbeddedAws:
             # full repr of the state: the execution history already says it better.
             logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
             stdout = self._exit.enter_context(routed_stdout())
-            self.runtime = LocalLambdaRuntime(stdout, echo_logs=self._echo_logs)
+            self._exit.enter_context(sandboxes())
+            self.runtime = LocalLambdaRuntime(stdout, self.clock, echo_logs=self._echo_logs)
             self.instances = EmbeddedInstances(self.clock, self._instance_endpoint, self.region)
             self._exit.callback(self.instances.close)
             self._exit.enter_context(moto_gaps.patched(self.runtime, self.clock, self.instances))
+            self.iam = IamEnforcer(shared_evaluator(self.root), ACCOUNT_ID)
+            self.instances.enforcer = self.iam
+            self._exit.enter_context(self.iam.patched())
             config = {"stepfunctions": {"execute_state_machine": True}}
             if self.server_port is None:
                 self._exit.enter_context(mock_aws(config=config))  # type: ignore[call-overload]
@@ -179,12 +230,18 @@ class EmbeddedAws:
                 self._instance_port = self._loopback_server(0)
         return f"http://127.0.0.1:{self._instance_port}"
 
-    def client(self, service: str) -> BaseClient:
-        """One client per service for the engine's life (creating one loads its service model)."""
+    def client(self, service: str, access_key: str | None = None) -> BaseClient:
+        """One client per service (and signer) for the engine's life (creating one loads its service
+        model). The operator's by default: the account's administrator; with `access_key`, a principal's."""
+        key = f"{service}/{access_key or ''}"
         with self._clients_lock:
-            if service not in self._clients:
-                self._clients[service] = boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
-            return self._clients[service]
+            if key not in self._clients:
+                credentials = {} if access_key is None else {
+                    "aws_access_key_id": access_key, "aws_secret_access_key": "embedded",
+                    "aws_session_token": "embedded"}
+                self._clients[key] = boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url,
+                                                  **credentials)
+            return self._clients[key]
 
     # --- deployment -----------------------------------------------------------------------
 
@@ -197,7 +254,8 @@ class EmbeddedAws:
         for name, parameter in template.get("Parameters", {}).items():
             refs.refs[name] = str(parameter.get("Default", ""))
         handled = {"AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Serverless::StateMachine",
-                   "AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::Logs::LogGroup"}
+                   "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::DynamoDB::Table", "AWS::Logs::LogGroup",
+                   "AWS::IAM::ManagedPolicy"}
 
         # The layer is this process's own eiplane package; the functions import it as on Lambda.
         for name in resources_of_type(template, "AWS::Serverless::LayerVersion"):
@@ -211,82 +269,133 @@ class EmbeddedAws:
             deploy_bucket(self.client("s3"), bucket, resource.get("Properties", {}), self.region)
             refs.refs[name] = bucket
             refs.attributes[f"{name}.Arn"] = f"arn:aws:s3:::{bucket}"
-        # Bucket policies are not applied: the template's denies every request that is not
-        # TLS, and the embedded AWS speaks plain HTTP on loopback (tests/static checks the policy).
         for name, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
             table = f"{self.stack_name}-{name}"
             deploy_table(self.client("dynamodb"), table, resource["Properties"])
             refs.refs[name] = table
             refs.attributes[f"{name}.Arn"] = f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{table}"
+        for name, resource in resources_of_type(template, "AWS::IAM::ManagedPolicy").items():
+            properties = refs.resolve(resource["Properties"])
+            refs.refs[name] = self.client("iam").create_policy(
+                PolicyName=properties.get("ManagedPolicyName", f"{self.stack_name}-{name}"),
+                Path=properties.get("Path", "/"), Description=properties.get("Description", ""),
+                PolicyDocument=json.dumps(properties["PolicyDocument"]))["Policy"]["Arn"]
+        for resource in resources_of_type(template, "AWS::S3::BucketPolicy").values():
+            # Evaluated by the embedded AWS's IAM, with its conditions; not handed to moto, whose S3
+            # applies a bucket policy's Deny without reading its conditions (the TLS-only Deny would
+            # then refuse every request).
+            properties = refs.resolve(resource["Properties"])
+            assert self.iam is not None
+            self.iam.bucket_policies[properties["Bucket"]] = properties["PolicyDocument"]
 
-        role = self.client("iam").create_role(
-            RoleName=f"{self.stack_name}-execution", AssumeRolePolicyDocument=json.dumps({
-                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                        "Principal": {"Service": ["lambda.amazonaws.com",
-                                                                                  "states.amazonaws.com"]}}]}),
-        )["Role"]["Arn"]
-        # State machine ARNs first: functions name them (ScaleOut starts ProvisionFleet).
+        # Names and ARNs first: policies name functions and state machines (and ScaleOut starts ProvisionFleet).
         machines = resources_of_type(template, "AWS::Serverless::StateMachine")
         names = {name: str(refs.resolve(resource["Properties"].get("Name", f"{self.stack_name}-{name}")))
                  for name, resource in machines.items()}
         for name, machine_name in names.items():
             refs.refs[name] = f"arn:aws:states:{self.region}:{ACCOUNT_ID}:stateMachine:{machine_name}"
         for name in resources_of_type(template, "AWS::Serverless::Function"):
-            self._deploy_function(template, name, refs, role)
+            refs.refs[name] = f"{self.stack_name}-{name}"
+            refs.attributes[f"{name}.Arn"] = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.stack_name}-{name}"
+        # Every role SAM makes of the template (a function's inline statements and the basic execution
+        # role, a state machine's policy templates, an event's role), as CloudFormation would create it.
+        role_arns: dict[str, str] = {}
+        owners: dict[str, str] = {}
+        for logical_id, (owner, properties) in sam_roles(self.root / "template.yaml", self.region, ACCOUNT_ID,
+                                                          self.stack_name).items():
+            role_arns[logical_id] = self._deploy_role(logical_id, refs.resolve(properties))
+            owners[owner] = logical_id
+        for name in resources_of_type(template, "AWS::Serverless::Function"):
+            self._deploy_function(template, name, refs, role_arns[owners[name]])
+            function_name = f"{self.stack_name}-{name}"
+            assert self.iam is not None
+            self.iam.add_role_principal(function_credentials(function_name)["AWS_ACCESS_KEY_ID"], "function",
+                                        function_name, self.roles[owners[name]], function_name)
         for name, resource in machines.items():
             properties = resource["Properties"]
             definition = (self.root / properties["DefinitionUri"]).read_text()
             substitutions = {k: str(refs.resolve(v)) for k, v in properties.get("DefinitionSubstitutions", {}).items()}
             arn = self.client("stepfunctions").create_state_machine(
                 name=names[name], definition=substitute_definition(definition, substitutions),
-                roleArn=role, type=properties.get("Type", "STANDARD"),
+                roleArn=role_arns[owners[name]], type=properties.get("Type", "STANDARD"),
             )["stateMachineArn"]
             refs.refs[name] = arn
             self.stack.state_machines[name] = arn
-            self._event_sources(name, properties.get("Events", {}), refs)
+            assert self.iam is not None
+            self.iam.add_role_principal(role_session_key("state-machine", arn), "state-machine", arn,
+                                        self.roles[owners[name]], f"embedded-{names[name]}")
+            self._event_sources(name, properties.get("Events", {}), refs, owners)
         self.stack.skipped = [f"{n} ({r['Type']})" for n, r in template["Resources"].items() if r["Type"] not in handled]
         for name, output in template.get("Outputs", {}).items():
             self.stack.outputs[name] = str(refs.resolve(output["Value"]))
 
-    def _event_sources(self, machine: str, events: dict[str, Any], refs: References) -> None:
+    def _event_sources(self, machine: str, events: dict[str, Any], refs: References, owners: dict[str, str]) -> None:
         for event_name, event in events.items():
             properties = refs.resolve(event.get("Properties", {}))
             rule_arn = f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{self.stack_name}-{machine}-{event_name}"
+            role = owners.get(f"{machine}{event_name}")  # SAM names the event's rule <machine><event>
+            if role is not None:
+                assert self.iam is not None
+                self.iam.add_role_principal(role_session_key("rule", rule_arn), "rule", rule_arn, self.roles[role],
+                                            "embedded-eventbridge")
             if event["Type"] in ("Schedule", "ScheduleV2"):
                 enabled = properties.get("State", "ENABLED") == "ENABLED" and properties.get("Enabled", True)
                 self.stack.schedules.append(EventSource(machine, event_name, rule_arn,
-                                                        schedule=properties.get("Schedule"), enabled=bool(enabled)))
+                                                        schedule=properties.get("Schedule"), enabled=bool(enabled),
+                                                        role_logical_id=role))
             elif event["Type"] in ("EventBridgeRule", "CloudWatchEvent"):
                 self.stack.rules.append(EventSource(machine, event_name, rule_arn, pattern=properties["Pattern"],
-                                                    enabled=properties.get("State", "ENABLED") == "ENABLED"))
+                                                    enabled=properties.get("State", "ENABLED") == "ENABLED",
+                                                    role_logical_id=role))
+
+    def _deploy_role(self, logical_id: str, properties: dict[str, Any]) -> str:
+        iam = self.client("iam")
+        name = f"{self.stack_name}-{logical_id}"[:64]
+        extra = {"PermissionsBoundary": properties["PermissionsBoundary"]} if properties.get("PermissionsBoundary") else {}
+        arn = str(iam.create_role(RoleName=name, Path=properties.get("Path", "/"),
+                                  AssumeRolePolicyDocument=json.dumps(properties["AssumeRolePolicyDocument"]),
+                                  **extra)["Role"]["Arn"])
+        for policy in properties.get("Policies", []):
+            iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"],
+                                PolicyDocument=json.dumps(versioned(policy["PolicyDocument"])))
+        for policy_arn in properties.get("ManagedPolicyArns", []):
+            iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
+        self.roles[logical_id] = name
+        return arn
 
     def _deploy_function(self, template: dict[str, Any], name: str, refs: References, role: str) -> None:
         assert self.runtime is not None
         properties = function_properties(template, name)
         function_name = f"{self.stack_name}-{name}"
         code_dir = self.root / properties["CodeUri"]
-        environment = {k: str(v) for k, v in refs.resolve(properties.get("Environment", {}).get("Variables", {})).items()}
+        variables = {k: str(v) for k, v in refs.resolve(properties.get("Environment", {}).get("Variables", {})).items()}
         log_group = refs.resolve(properties.get("LoggingConfig", {}).get("LogGroup", f"/aws/lambda/{function_name}"))
-        environment.update({
-            # What Lambda sets, and what differs in the embedded AWS.
+        timeout, memory = int(properties.get("Timeout", 3)), int(properties.get("MemorySize", 128))
+        environment = {
+            **variables,
+            # What Lambda sets (the function sees nothing of this process's own environment), and
+            # what differs in the embedded AWS.
             "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
-            "AWS_LAMBDA_FUNCTION_NAME": function_name, "AWS_LAMBDA_LOG_GROUP_NAME": log_group,
-            "EIPLANE_RUNTIME": "embedded", **_FAKE_CREDENTIALS,
-        })
+            "AWS_LAMBDA_FUNCTION_NAME": function_name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory), "AWS_LAMBDA_LOG_GROUP_NAME": log_group,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{properties['Runtime']}", "LAMBDA_TASK_ROOT": str(code_dir),
+            "LAMBDA_RUNTIME_DIR": "/var/runtime", "TZ": ":UTC", "LANG": "en_US.UTF-8",
+            "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin", "_HANDLER": properties["Handler"],
+            "EIPLANE_RUNTIME": "embedded", **function_credentials(function_name),
+        }
         if self.endpoint_url:
             environment["AWS_ENDPOINT_URL"] = self.endpoint_url
         arn = self.client("lambda").create_function(
             FunctionName=function_name, Runtime=properties["Runtime"], Role=role, Handler=properties["Handler"],
-            Code={"ZipFile": _zip_folder(code_dir)}, Timeout=int(properties.get("Timeout", 3)),
-            MemorySize=int(properties.get("MemorySize", 128)),
-            Environment={"Variables": {k: v for k, v in environment.items() if not k.startswith("AWS_")}},
+            Code={"ZipFile": _zip_folder(code_dir)}, Timeout=timeout, MemorySize=memory,
+            Environment={"Variables": {**variables, "EIPLANE_RUNTIME": "embedded"}},
         )["FunctionArn"]
         refs.refs[name] = function_name
         refs.attributes[f"{name}.Arn"] = arn
         self.stack.functions[name] = function_name
         self.runtime.register(LocalFunction(
             name=function_name, arn=arn, code_dir=code_dir, handler=properties["Handler"], environment=environment,
-            timeout_s=int(properties.get("Timeout", 3)), memory_mb=int(properties.get("MemorySize", 128)),
+            timeout_s=timeout, memory_mb=memory,
         ))
 
     # --- executions -----------------------------------------------------------------------
@@ -294,9 +403,14 @@ class EmbeddedAws:
     def state_machine_arn(self, logical_id: str = "ProvisionFleetStateMachine") -> str:
         return self.stack.state_machines[logical_id]
 
-    def start_execution(self, execution_input: Any, name: str, logical_id: str = "ProvisionFleetStateMachine") -> str:
+    def start_execution(self, execution_input: Any, name: str, logical_id: str = "ProvisionFleetStateMachine",
+                        as_rule: EventSource | None = None) -> str:
+        """StartExecution as the operator, or as an EventBridge rule of the stack (with its role)."""
         body = execution_input if isinstance(execution_input, str) else json.dumps(execution_input)
-        return str(self.client("stepfunctions").start_execution(
+        sfn = self.client("stepfunctions")
+        if as_rule is not None and as_rule.role_logical_id is not None:
+            sfn = self.client("stepfunctions", access_key=role_session_key("rule", as_rule.rule_arn))
+        return str(sfn.start_execution(
             stateMachineArn=self.state_machine_arn(logical_id), name=name, input=body)["executionArn"])
 
     def wait(self, execution_arn: str, timeout_s: float = 120) -> ExecutionResult:
@@ -317,7 +431,8 @@ class EmbeddedAws:
             event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
                      "account": ACCOUNT_ID, "time": _iso(at), "region": self.region, "resources": [source.rule_arn],
                      "detail": {}}
-            started.append(self.start_execution(event, f"{source.name}-{at:%Y%m%dT%H%M%SZ}", source.state_machine))
+            started.append(self.start_execution(event, f"{source.name}-{at:%Y%m%dT%H%M%SZ}", source.state_machine,
+                                                as_rule=source))
         return started
 
     def evaluate_alarms(self, at: datetime) -> list[str]:
@@ -341,7 +456,7 @@ class EmbeddedAws:
             for rule in self.stack.rules:
                 if rule.enabled and rule.pattern is not None and event_matches(rule.pattern, event):
                     name = f"{rule.name}-{at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-                    started.append(self.start_execution(event, name, rule.state_machine))
+                    started.append(self.start_execution(event, name, rule.state_machine, as_rule=rule))
         return started
 
 

@@ -1,11 +1,14 @@
 """What an EC2 instance does in the embedded AWS, which moto's EC2 and SSM do not do.
 
 - Its SSM agent registers (DescribeInstanceInformation says Online) once the instance is
-  running, its instance profile's role has AmazonSSMManagedInstanceCore, and the agent has had
-  time to boot (virtual seconds). A role without SSM core never registers, as on AWS.
-- Run Command runs for real: an AWS-RunShellScript command's lines run with bash in a scratch
-  folder, with the AWS CLI pointed at the embedded AWS and the validation agent on this
-  machine's CPU (EIPLANE_AGENT_DEVICE=cpu). The command is InProgress while it runs; then
+  running, the agent has had time to boot (virtual seconds) and its instance profile's role allows
+  the agent's heartbeat (ssm:UpdateInstanceInformation, evaluated by the embedded AWS's IAM); it
+  receives commands only if the role allows one of the agent's message channels. A role without
+  those never registers, or never runs a command, as on AWS.
+- Run Command runs for real, as the SSM agent runs it: an AWS-RunShellScript command's lines are
+  written to `_script.sh` and run with `/bin/sh` (dash), with the AWS CLI pointed at the embedded
+  AWS and signed with the instance's own credentials, and the validation agent on this machine's
+  CPU (EIPLANE_AGENT_DEVICE=cpu). The command is InProgress while it runs; then
   Success or Failed with its exit code and the tails of its output, as GetCommandInvocation
   reports them on AWS. So the control plane's path is the same as on AWS, and a wrong
   artifact fails validation here too.
@@ -17,7 +20,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,13 +27,16 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eiplane.local.moto_gaps import VirtualClock
 
-SSM_CORE = "AmazonSSMManagedInstanceCore"
+if TYPE_CHECKING:
+    from eiplane.local.iam.enforcer import IamEnforcer
+
 AGENT_BOOT_SECONDS = 30.0  # virtual: the first AwaitAgent check finds it still booting
 STDOUT_LIMIT, STDERR_LIMIT = 24_000, 8_000  # what GetCommandInvocation returns at most
+TRUNCATED = "--output truncated--"  # the agent keeps the start of the output, and says so
 
 
 class EmbeddedInstances:
@@ -44,6 +49,8 @@ class EmbeddedInstances:
         self._scratch = tempfile.TemporaryDirectory(prefix="eiplane-instances-")
         self._ids = itertools.count()
         self._threads: list[threading.Thread] = []
+        # IAM, as the SSM agent meets it: its own calls are made with the instance's role.
+        self.enforcer: IamEnforcer | None = None
 
     def close(self) -> None:
         for thread in self._threads:
@@ -55,6 +62,8 @@ class EmbeddedInstances:
     def launched(self, instances: list[Any], accelerators: list[dict[str, Any]]) -> None:
         for instance in instances:
             self.launched_at.setdefault(instance.id, self.clock.seconds)
+            if self.enforcer is not None:
+                self.enforcer.add_instance(instance_credentials(instance.id)["AWS_ACCESS_KEY_ID"], instance.id)
             if accelerators and not getattr(instance, "elastic_inference_accelerator_associations", None):
                 instance.elastic_inference_accelerator_associations = [
                     {"ElasticInferenceAcceleratorArn": f"arn:aws:elastic-inference:{self.region}:{instance.owner_id}:"
@@ -72,15 +81,35 @@ class EmbeddedInstances:
     # --- SSM agent ------------------------------------------------------------------------
 
     def is_online(self, ec2_backend: Any, instance: Any) -> bool:
+        """The agent has booted and registers: its heartbeat (ssm:UpdateInstanceInformation) is
+        allowed to the instance's role. An instance without a profile has no credentials at all."""
         if instance.state != "running" or instance.id not in self.launched_at:
             return False
         if self.clock.seconds - self.launched_at[instance.id] < AGENT_BOOT_SECONDS:
             return False
-        association = ec2_backend.iam_instance_profile_associations.get(instance.id)
-        if association is None:
+        if ec2_backend.iam_instance_profile_associations.get(instance.id) is None:
             return False
-        roles = association.iam_instance_profile.roles
-        return any(arn.endswith(f"/{SSM_CORE}") for role in roles for arn in role.managed_policies)
+        return self._agent_may(instance.id, [("ssm:UpdateInstanceInformation", "instance")])
+
+    def receives_commands(self, instance_id: str) -> bool:
+        """The agent gets Run Command messages over its control channel (ssmmessages, tried first)
+        or, when that is denied, by polling Message Delivery Service (ec2messages), as agent 3.x does."""
+        return (self._agent_may(instance_id, [("ssmmessages:CreateControlChannel", None),
+                                              ("ssmmessages:OpenControlChannel", None)])
+                or self._agent_may(instance_id, [("ec2messages:GetMessages", None),
+                                                 ("ec2messages:AcknowledgeMessage", None),
+                                                 ("ec2messages:SendReply", None)]))
+
+    def _agent_may(self, instance_id: str, actions: list[tuple[str, str | None]]) -> bool:
+        if self.enforcer is None:
+            return True
+        from eiplane.local.iam.catalogue import AuthRequest
+
+        principal = self.enforcer.instance_principal(instance_id, self.region)
+        arn = f"arn:aws:ec2:{self.region}:{self.enforcer.account}:instance/{instance_id}"
+        requests = [AuthRequest(action, arn if kind else "*", kind, {"ec2:SourceInstanceARN": arn})
+                    for action, kind in actions]
+        return self.enforcer.allowed(principal, "ssm-agent", requests, self.region)
 
     def instance_information(self, ec2_backend: Any, instance_ids: list[str] | None) -> list[dict[str, Any]]:
         listed = []
@@ -101,7 +130,12 @@ class EmbeddedInstances:
 
     def run(self, command: Any, invocation: dict[str, Any]) -> None:
         """Start running one instance's part of a command; the invocation dict is what
-        GetCommandInvocation returns, updated in place as the run goes."""
+        GetCommandInvocation returns, updated in place as the run goes. An agent whose role lets it
+        receive no messages never gets the command: it stays Pending, as on AWS."""
+        if not self.receives_commands(invocation["InstanceId"]):
+            invocation.update(Status="Pending", StatusDetails="Pending", ResponseCode=-1)
+            command.status = "Pending"
+            return
         invocation.update(Status="InProgress", StatusDetails="InProgress", ResponseCode=-1)
         command.status = "InProgress"
         lines = list(command.parameters.get("commands", []))
@@ -114,34 +148,65 @@ class EmbeddedInstances:
     def _run(self, command: Any, invocation: dict[str, Any], lines: list[str], timeout: int) -> None:
         with self.clock.busy():  # the outcome is in place before a waiting poll wakes up
             try:
-                code, out, err, status = self._execute(invocation["InstanceId"], lines, timeout)
+                code, out, err, status = self._execute(command, invocation["InstanceId"], lines, timeout)
             except Exception as exc:  # the instance itself broke: say so, as a failed invocation
                 code, out, err, status = 1, "", f"embedded instance error: {exc!r}", "Failed"
             invocation.update(
                 Status=status, StatusDetails=status, ResponseCode=code,
-                StandardOutputContent=out[-STDOUT_LIMIT:], StandardErrorContent=err[-STDERR_LIMIT:],
+                StandardOutputContent=truncated(out, STDOUT_LIMIT), StandardErrorContent=truncated(err, STDERR_LIMIT),
                 ExecutionEndDateTime=datetime.now(UTC).isoformat(),
             )
             if all(i.get("Status") == status for i in command.invocations):
                 command.status = status
             self.commands_run.append((command.command_id, invocation["InstanceId"], code))
 
-    def _execute(self, instance_id: str, lines: list[str], timeout: int) -> tuple[int, str, str, str]:
-        workdir = Path(self._scratch.name) / f"{instance_id}-{next(self._ids)}"
-        workdir.mkdir()
+    def _execute(self, command: Any, instance_id: str, lines: list[str], timeout: int) -> tuple[int, str, str, str]:
+        """As the SSM agent's runShellScript plugin runs a command (amazon-ssm-agent,
+        agent/plugins/runscript): the lines joined with newlines into `_script.sh` (mode 0700) in the
+        command's orchestration folder, run as `sh -c <path>`, with /bin/sh (dash, as on Ubuntu: no
+        pipefail, no bash-isms), in the agent's environment plus the variables the agent adds. The
+        AWS CLI finds the instance's own credentials, as it would from the instance metadata."""
+        root = Path(self._scratch.name) / instance_id
+        folder = root / "document" / "orchestration" / command.command_id / "awsrunShellScript" / "0.awsrunShellScript"
+        folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+        script = folder / "_script.sh"
+        script.write_text("\n".join(lines) + "\n")
+        script.chmod(0o700)
+        working = root / f"cwd-{next(self._ids)}"  # the agent's own working directory: nothing of the script's
+        working.mkdir()
         bin_dir = str(Path(sys.executable).parent)  # the venv: the AWS CLI, and python with torch
         env = {
-            "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8",
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": self.region,
-            "AWS_ENDPOINT_URL": self.endpoint_url(), "AWS_CONFIG_FILE": "/dev/null",
-            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            # What the agent's systemd unit gives its children; the venv first, standing in for the image's tools.
+            "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+            "TMPDIR": str(root),  # keeps mktemp inside the instance's scratch folder, not this machine's /var/tmp
+            # No region and no config: a command must say which region it calls, as on the instance.
+            "AWS_CONFIG_FILE": str(root / "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-config"),
+            "AWS_ENDPOINT_URL": self.endpoint_url(), **self.credentials(instance_id),
             "EIPLANE_AGENT_PYTHON": sys.executable, "EIPLANE_AGENT_DEVICE": "cpu",
+            # What the agent adds for every command.
+            "SSM_COMMAND_ID": command.command_id, "AWS_SSM_INSTANCE_ID": instance_id,
+            "AWS_SSM_REGION_NAME": self.region, "AWS_SSM_PLATFORM_NAME": "Ubuntu", "AWS_SSM_PLATFORM_VERSION": "24.04",
         }
+        working_directory = (command.parameters.get("workingDirectory") or [""])[0]
+        cwd = working_directory if working_directory.startswith("/") else str(working)
         try:
-            completed = subprocess.run(["bash", "-c", "\n".join(lines)], cwd=workdir, env=env, capture_output=True,
-                                       text=True, timeout=timeout, check=False)
+            completed = subprocess.run(["/bin/sh", "-c", str(script)], cwd=cwd, env=env, capture_output=True,
+                                       text=True, timeout=timeout, check=False, start_new_session=True)
         except subprocess.TimeoutExpired as exc:
-            return 124, str(exc.stdout or ""), str(exc.stderr or ""), "TimedOut"
+            return 137, str(exc.stdout or ""), str(exc.stderr or ""), "TimedOut"  # the agent kills the group
         code = completed.returncode
         return code, completed.stdout, completed.stderr, "Success" if code == 0 else "Failed"
+
+    def credentials(self, instance_id: str) -> dict[str, str]:
+        """The instance profile's role session, as the instance metadata service hands it out."""
+        return instance_credentials(instance_id)
+
+
+def truncated(text: str, limit: int) -> str:
+    """What the agent reports of an output: all of it if shorter than the limit, else its start."""
+    return text if len(text) < limit else text[:limit - len(TRUNCATED)] + TRUNCATED
+
+
+def instance_credentials(instance_id: str) -> dict[str, str]:
+    return {"AWS_ACCESS_KEY_ID": f"ASIA{instance_id.removeprefix('i-').upper()[:16]:0<16}",
+            "AWS_SECRET_ACCESS_KEY": "embedded", "AWS_SESSION_TOKEN": f"embedded-instance/{instance_id}"}

@@ -3,7 +3,8 @@
 Each patch replaces one private moto function, so each is named here and checked by
 tests/integration/test_moto_canary.py, which fails loudly when a moto upgrade moves them.
 
-- Lambda: moto runs function code only in Docker. Invoke goes to LocalLambdaRuntime.
+- Lambda: moto runs function code only in Docker. Invoke goes to LocalLambdaRuntime (or fails
+  with a Lambda service error a test injected: LocalLambdaRuntime.fail_invocations).
 - Step Functions: Wait states and Retry intervals sleep for real. They are fast-forwarded
   and the virtual seconds are counted (VirtualClock), so a 10-minute endpoint wait costs no
   wall time but still shows in the execution history as the retries it took.
@@ -17,6 +18,10 @@ tests/integration/test_moto_canary.py, which fails loudly when a moto upgrade mo
   is narrowed to the instances asked for.
 - SSM has none of the public /aws/service/deeplearning or /aws/service/neuron parameters:
   `seed_public_parameters` adds them.
+- Step Functions is more lenient than AWS (payload sizes, States.Runtime and
+  States.DataLimitExceeded caught by States.ALL, a Choice on a missing path, a missing `.$`
+  path, Lambda invoke error names, error/cause lengths, the 25,000-event history): the patches
+  of local/sfn_strict.py, entered here, make it fail where AWS fails.
 """
 
 from __future__ import annotations
@@ -49,13 +54,15 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
+from eiplane.local import sfn_strict
 from eiplane.local.lambda_runtime import LocalLambdaRuntime
 
 if TYPE_CHECKING:
     from eiplane.local.instances import EmbeddedInstances
 
 SUPPORTED_MOTO = "5.2.5"
-AWS_MANAGED_POLICIES = ("AmazonSSMManagedInstanceCore", "AdministratorAccess", "AmazonEC2ReadOnlyAccess")
+AWS_MANAGED_POLICIES = ("AmazonSSMManagedInstanceCore", "AdministratorAccess", "AmazonEC2ReadOnlyAccess",
+                        "AWSLambdaBasicExecutionRole")
 
 
 @functools.cache
@@ -83,6 +90,11 @@ class VirtualClock:
             self.seconds += seconds
             if self._busy:
                 self._changed.wait_for(lambda: self._busy == 0, timeout=seconds)
+
+    def advance(self, seconds: float) -> None:
+        """Time passes without anyone waiting for it (a handler's own waits)."""
+        with self._changed:
+            self.seconds += max(0.0, float(seconds))
 
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
@@ -137,6 +149,12 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: Embedde
     check_moto_version()
 
     def invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+        failure = runtime.injected_failure(function.function_name)
+        if failure is not None:  # the Lambda service itself failed; the handler never ran
+            code, status = failure
+            error = JsonRESTError(code, f"the Lambda service answered {code} (injected by a test)")
+            error.code = status
+            raise error
         invocation = runtime.invoke(function.function_name, event if event is not None else {})
         if invocation.logs:
             # Into the log group the template's LoggingConfig names, as Lambda would.
@@ -230,6 +248,7 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: Embedde
         stack.enter_context(mock.patch.object(retrier_decl, "time", _RetrierTime(clock)))
         stack.enter_context(mock.patch.object(Ec2VpcResponses, "modify_vpc_endpoint", modify_vpc_endpoint))
         stack.enter_context(mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)))
+        stack.enter_context(sfn_strict.strict_step_functions())
         yield
 
 

@@ -5,6 +5,8 @@ resources. Nothing here is a second copy of the template: the engine deploys wha
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,11 @@ import yaml
 
 class _CfnLoader(yaml.SafeLoader):
     """YAML with CloudFormation's short-form tags turned into their long form."""
+
+    # Its own tables: aws-sam-translator adds a catch-all "!" constructor to yaml.SafeLoader itself,
+    # which would otherwise turn an unknown tag here into an intrinsic instead of an error.
+    yaml_constructors = dict(yaml.SafeLoader.yaml_constructors)
+    yaml_multi_constructors: dict[str, Any] = {}
 
 
 def _intrinsic(name: str) -> Any:
@@ -123,3 +130,44 @@ def substitute_definition(definition: str, substitutions: dict[str, str]) -> str
             raise UnresolvedReference(f"${{{name}}} in the definition has no DefinitionSubstitutions entry")
         return substitutions[name]
     return re.sub(r"\$\{([A-Za-z0-9_]+)\}", replace, definition)
+
+
+@functools.cache
+def _sam_transform(text: str, region: str, account: str, stack: str) -> dict[str, Any]:
+    """The CloudFormation SAM makes of the template (aws-sam-translator, what `sam deploy` and
+    CloudFormation's AWS::Serverless transform run). Local code and definition paths stand in as S3
+    locations, as `sam package` would make them."""
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse(text)
+    for name, resource in template["Resources"].items():
+        properties = resource.get("Properties") or {}
+        for key in ("CodeUri", "DefinitionUri", "ContentUri"):
+            if isinstance(properties.get(key), str):
+                properties[key] = f"s3://embedded-sam-package/{name}"
+
+    class _ManagedPolicies:  # the only AWS managed policy SAM attaches by name
+        @staticmethod
+        def load() -> dict[str, str]:
+            return {"AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
+
+    parameters = {"AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": "aws", "AWS::StackName": stack}
+    return dict(transform(template, parameters, _ManagedPolicies()))  # type: ignore[arg-type]
+
+
+def sam_roles(path: Path, region: str, account: str, stack: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every IAM role of the transformed template: logical id -> (the logical id of the resource that
+    runs as it: a function, a state machine or an EventBridge rule; the role's properties)."""
+    transformed = _sam_transform(path.read_text(), region, account, stack)
+    resources = transformed["Resources"]
+    owners: dict[str, str] = {}
+    for name, resource in resources.items():
+        properties = resource.get("Properties") or {}
+        references = [properties.get("Role"), properties.get("RoleArn"),
+                      *(t.get("RoleArn") for t in properties.get("Targets") or [])]
+        for reference in references:
+            if isinstance(reference, dict) and "Fn::GetAtt" in reference:
+                owners[reference["Fn::GetAtt"][0]] = name
+    return {name: (owners.get(name, name), copy.deepcopy(resource["Properties"]))
+            for name, resource in resources.items() if resource["Type"] == "AWS::IAM::Role"}

@@ -13,7 +13,7 @@ from typing import Any
 
 from eiplane import backends, naming
 from eiplane.aws import client, paginate
-from eiplane.errors import BackendUnavailable, PrerequisiteNotReady
+from eiplane.errors import BackendUnavailable, PrerequisiteConflict, PrerequisiteNotReady
 from eiplane.models.prerequisites import Placement, SubnetPlacement
 from eiplane.models.spec import FleetSpec
 from eiplane.prerequisites.changes import Reconciler
@@ -154,6 +154,13 @@ def _reconcile_endpoint(ec2: Any, spec: FleetSpec, placement: Placement, wanted:
         if missing_tables:
             modify["AddRouteTableIds"] = missing_tables
             repairs.append(f"add route tables {', '.join(missing_tables)}")
+    if modify and naming.from_aws_tags(endpoint.get("Tags")).get(naming.TAG_MANAGED_BY) != naming.PROJECT:
+        # An endpoint eiplane did not create (the seed's, say) is used as it is, never changed.
+        raise PrerequisiteConflict(
+            f"VPC endpoint {endpoint_id} ({label}) in {placement.vpc_id} is not eiplane's (no "
+            f"{naming.TAG_MANAGED_BY}={naming.PROJECT} tag) and the fleet needs it changed: {'; '.join(repairs)}. "
+            f"Make these changes yourself, or hand the endpoint over by tagging it "
+            f"{naming.TAG_MANAGED_BY}={naming.PROJECT} and run again")
     if modify:
         # One ModifyVpcEndpoint call carries every repair of this endpoint.
         changes.make("; ".join(repairs), lambda: ec2.modify_vpc_endpoint(VpcEndpointId=endpoint_id, **modify))

@@ -1,9 +1,14 @@
-"""The fleet's instance role, its policies and its instance profile.
+"""The fleet's instance role, its policy and its instance profile.
 
-The role may do exactly three things: be managed by SSM (AWS's AmazonSSMManagedInstanceCore),
-read the fleet's artifacts and write its validation results under the fleet's prefix, and,
-for eia only, `elastic-inference:Connect`. The seed's policy also allowed iam:List*, iam:Get*,
-ec2:Describe*, ec2:Get* on "*"; any policy on the role beyond ours is removed.
+The role may do exactly this: run the SSM agent for Run Command (its heartbeat and its message
+channel; not AmazonSSMManagedInstanceCore, which would also let every instance read every SSM
+parameter of the region), read the fleet's artifacts and write its validation results under the
+fleet's prefix, and, for eia only, `elastic-inference:Connect`. The seed's policy also allowed
+iam:List*, iam:Get*, ec2:Describe*, ec2:Get* on "*"; any policy on the role beyond ours is removed.
+
+Every role is created under the stack's fleet-instance permissions boundary (the template's
+FleetInstanceBoundary; the creating function may create no role without it), and only at eiplane's
+IAM path: a role or profile of the fleet's name at another path is someone else's and is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from eiplane import naming
 from eiplane.aws import client, error_code, paginate
+from eiplane.errors import PrerequisiteConflict
 from eiplane.models.spec import FleetSpec
 from eiplane.prerequisites.changes import Reconciler
 from eiplane.settings import get_settings
@@ -32,10 +38,6 @@ def partition_of(region: str) -> str:
         if region.startswith(prefix):
             return partition
     return "aws"
-
-
-def ssm_core_policy_arn(region: str) -> str:
-    return f"arn:{partition_of(region)}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 
 def instance_policy(spec: FleetSpec, bucket: str, account: str) -> dict[str, Any]:
@@ -60,6 +62,21 @@ def instance_policy(spec: FleetSpec, bucket: str, account: str) -> dict[str, Any
             "Effect": "Allow",
             "Action": "s3:PutObject",
             "Resource": f"arn:{partition}:s3:::{bucket}/{prefix}results/*",
+        },
+        {
+            # The SSM agent's heartbeat, by which it registers ("Online").
+            "Sid": "SsmAgentHeartbeat",
+            "Effect": "Allow",
+            "Action": "ssm:UpdateInstanceInformation",
+            "Resource": f"arn:{partition}:ec2:{spec.region}:{account}:instance/*",
+        },
+        {
+            # How the agent receives Run Command messages and answers them (Message Delivery Service).
+            # These actions take no resource: AWS requires "*".
+            "Sid": "SsmAgentMessages",
+            "Effect": "Allow",
+            "Action": ["ec2messages:GetMessages", "ec2messages:AcknowledgeMessage", "ec2messages:SendReply"],
+            "Resource": "*",
         },
     ]
     if spec.backend.type == "eia":
@@ -107,21 +124,40 @@ def _create_or_get(create: Any, get: Any, key: str, **kwargs: Any) -> dict[str, 
         return dict(get(**kwargs)[key])
 
 
+def _at_eiplane_path(kind: str, found: dict[str, Any]) -> None:
+    if found.get("Path") != naming.IAM_PATH:
+        name = found.get("RoleName") or found.get("InstanceProfileName")
+        raise PrerequisiteConflict(
+            f"{kind} {name} exists at path {found.get('Path')}, not eiplane's {naming.IAM_PATH}: it is not "
+            f"eiplane's, and eiplane neither adopts nor changes it; delete or rename it, or name the fleet otherwise")
+
+
 def _reconcile_role(iam: Any, spec: FleetSpec, account: str, reconciler: Reconciler) -> str | None:
     name = naming.instance_role_name(spec.name)
     tags = naming.tags_for(naming.INSTANCE_ROLE, spec)
+    boundary = get_settings().instance_boundary_arn
+    if boundary is None:
+        raise ValueError("EIPLANE_INSTANCE_BOUNDARY_ARN is not set: the template gives it to the functions that "
+                         "plan and create fleet roles")
     changes = reconciler.begin()
     role = _get(iam.get_role, "Role", RoleName=name)
     created = role is None
     if role is None:
-        role = changes.make(f"create role {name}", lambda: _create_or_get(
+        role = changes.make(f"create role {name} under the permissions boundary", lambda: _create_or_get(
             lambda: iam.create_role(
                 RoleName=name, Path=naming.IAM_PATH, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
-                Description=f"eiplane fleet {spec.name} instances", Tags=naming.as_aws_tags(tags)),
+                Description=f"eiplane fleet {spec.name} instances", Tags=naming.as_aws_tags(tags),
+                PermissionsBoundary=boundary),
             iam.get_role, "Role", RoleName=name))
         inline: list[str] = []
         attached: list[str] = []
     else:
+        _at_eiplane_path("role", role)
+        current_boundary = (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
+        if current_boundary != boundary:
+            # First: every other change to a fleet role is allowed only under this boundary.
+            changes.make("set the fleet-instance permissions boundary", lambda: iam.put_role_permissions_boundary(
+                RoleName=name, PermissionsBoundary=boundary))
         if _canonical(role["AssumeRolePolicyDocument"]) != _canonical(TRUST_POLICY):
             changes.make("reset trust policy to ec2.amazonaws.com only", lambda: iam.update_assume_role_policy(
                 RoleName=name, PolicyDocument=json.dumps(TRUST_POLICY)))
@@ -147,11 +183,7 @@ def _reconcile_role(iam: Any, spec: FleetSpec, account: str, reconciler: Reconci
         changes.make(f"delete inline policy {extra} (broader than the fleet needs)",
                      functools.partial(iam.delete_role_policy, RoleName=name, PolicyName=extra))
 
-    ssm_core = ssm_core_policy_arn(spec.region)
-    if ssm_core not in attached:
-        changes.make("attach AmazonSSMManagedInstanceCore",
-                     lambda: iam.attach_role_policy(RoleName=name, PolicyArn=ssm_core))
-    for extra in sorted(set(attached) - {ssm_core}):
+    for extra in sorted(attached):  # managed policies (AmazonSSMManagedInstanceCore too) are all broader
         changes.make(f"detach {extra} (broader than the fleet needs)",
                      functools.partial(iam.detach_role_policy, RoleName=name, PolicyArn=extra))
 
@@ -173,6 +205,7 @@ def _reconcile_profile(iam: Any, spec: FleetSpec, reconciler: Reconciler) -> str
                                                 Tags=naming.as_aws_tags(tags)),
             iam.get_instance_profile, "InstanceProfile", InstanceProfileName=name))
     else:
+        _at_eiplane_path("instance profile", profile)
         roles = [r["RoleName"] for r in profile.get("Roles", [])]
         current_tags = naming.from_aws_tags(profile.get("Tags"))  # so does GetInstanceProfile
         missing = {k: v for k, v in tags.items() if current_tags.get(k) != v}

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from eiplane import naming
 from eiplane.aws import client, error_code, paginate
+from eiplane.errors import PrerequisiteConflict
 from eiplane.models.prerequisites import Placement
 from eiplane.models.spec import FleetSpec
 from eiplane.prerequisites.changes import Changes, Reconciler
@@ -152,7 +153,15 @@ def _reconcile_group(ec2: Any, reconciler: Reconciler, vpc_id: str, *, name: str
         current_egress = {Rule("-1", None, None, "0.0.0.0/0")}
     else:
         group_id = group["GroupId"]
-        missing_tags = {k: v for k, v in tags.items() if naming.from_aws_tags(group.get("Tags")).get(k) != v}
+        current_tags = naming.from_aws_tags(group.get("Tags"))
+        if current_tags.get(naming.TAG_MANAGED_BY) != naming.PROJECT:
+            # Found by name only. eiplane changes (and tags) only the groups that carry its tag: a group
+            # anyone can make eiplane's could then be opened by it.
+            raise PrerequisiteConflict(
+                f"security group {group_id} in {vpc_id} is named {name} but is not eiplane's (no "
+                f"{naming.TAG_MANAGED_BY}={naming.PROJECT} tag): eiplane does not change a group it does not own. "
+                f"Delete it, or hand it over by tagging it {naming.TAG_MANAGED_BY}={naming.PROJECT}")
+        missing_tags = {k: v for k, v in tags.items() if current_tags.get(k) != v}
         if missing_tags:
             changes.make(f"tag {', '.join(sorted(missing_tags))}", lambda: ec2.create_tags(
                 Resources=[group_id], Tags=naming.as_aws_tags(missing_tags)))

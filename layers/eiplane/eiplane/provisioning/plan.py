@@ -141,7 +141,7 @@ def _shared(request: PlanLaunchInput) -> LaunchShared:
         image_parameter=spec.backend.resolved_image_parameter,
         device=DEVICES[spec.backend.type],  # type: ignore[arg-type]
         artifact=read_artifact(spec, bucket),
-        agent=publish_agent(bucket),
+        agent=publish_agent(spec.name, bucket),
         results_prefix=f"{naming.artifact_prefix(spec.name)}results/",
         instance_profile_arn=request.instance_profile_arn,
         security_group_id=request.security_group_id,
@@ -188,13 +188,14 @@ def read_artifact(spec: FleetSpec, bucket: str) -> ArtifactRef:
                        formats=sorted(manifest.formats.present()), torch_version=manifest.torch_version)
 
 
-def publish_agent(bucket: str) -> AgentRef:
-    """The agent the instances run is the one in this layer, stored by its digest."""
+def publish_agent(fleet: str, bucket: str) -> AgentRef:
+    """The agent the instances run is the one in this layer, stored by its digest under the fleet's
+    prefix: the fleet's instance role may read that prefix and nothing else of the bucket."""
     from eiplane.agent import AGENT_PATH
 
     body = AGENT_PATH.read_bytes()
     digest = hashlib.sha256(body).hexdigest()
-    key = f"agent/{digest}/eiplane_agent.py"
+    key = f"{naming.artifact_prefix(fleet)}agent/{digest}/eiplane_agent.py"
     s3 = client("s3", get_settings().region)
     try:
         s3.head_object(Bucket=bucket, Key=key)

@@ -42,8 +42,11 @@ def validation_script(request: SendValidationInput, key: str) -> list[str]:
         f"--precisions {q(','.join(spec.model.precisions))}", f"--instance-id {q(request.instance.instance_id)}",
         "--out result.json",
     ])
+    # POSIX sh: the SSM agent runs these lines with `sh -c _script.sh`, and /bin/sh is dash on the
+    # Ubuntu images (no pipefail, no arrays, no [[ ]]); the script uses no pipeline whose failure
+    # could go unnoticed (sha256sum --check reads the one echo it is given).
     return [
-        "set -euo pipefail",
+        "set -eu",
         "umask 077",
         'work="$(mktemp -d "${TMPDIR:-/var/tmp}/eiplane.XXXXXX")"',
         "trap 'rm -rf \"$work\"' EXIT",
