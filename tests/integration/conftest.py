@@ -51,12 +51,15 @@ class Faults:
         add_handler_hook("before-call", _event_service(service), operation, answer)
 
     def rewrite(self, service: str, operation: str, change: Callable[[dict[str, Any]], None],
-                times: int | None = None) -> None:
-        """Change a real response in place (e.g. an endpoint still 'pending')."""
+                times: int | None = None, function: str | None = None) -> None:
+        """Change a real response in place (e.g. an endpoint still 'pending'); `function`: only in that
+        function's calls."""
         key = f"{service}:{operation}:rewrite"
         self.triggered[key] = 0
 
         def after(parsed: dict[str, Any], **_: Any) -> None:
+            if function is not None and not _in_function(function):
+                return
             if times is not None and self.triggered[key] >= times:
                 return
             self.triggered[key] += 1
@@ -65,16 +68,38 @@ class Faults:
         add_handler_hook("after-call", _event_service(service), operation, after)
 
 
+    def lose_response(self, service: str, operation: str, times: int | None = 1, status: int = 500,
+                      code: str = "InternalError") -> None:
+        """The call reaches AWS and takes effect, but its answer is lost: the caller gets a server
+        error (as when every one of botocore's retries lost its answer)."""
+        key = f"{service}:{operation}:lost"
+        self.triggered[key] = 0
+
+        def lose(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+            if http_response.status_code >= 300 or (times is not None and self.triggered[key] >= times):
+                return  # only a call that took effect can lose its answer
+            self.triggered[key] += 1
+            http_response.status_code = status
+            parsed.clear()
+            parsed.update({"Error": {"Code": code, "Message": "injected: the answer was lost"},
+                           "ResponseMetadata": {"HTTPStatusCode": status}})
+
+        add_handler_hook("after-call", _event_service(service), operation, lose)
+
     def delay(self, service: str, operation: str, seconds: float, function: str | None = None,
               after: bool = False) -> None:
         """The call takes `seconds` of the calling handler's time (virtual: no test waits for it),
         before it is sent, or `after` its answer came back; `function`: only in that function."""
         def wait(**_: Any) -> None:
-            invocation = current_invocation()
-            if invocation is not None and (function is None or invocation.function.name.endswith(function)):
+            if function is None or _in_function(function):
                 elapse(seconds)
 
         add_handler_hook("after-call" if after else "before-call", _event_service(service), operation, wait)
+
+
+def _in_function(logical_id: str) -> bool:
+    invocation = current_invocation()
+    return invocation is not None and invocation.function.name.endswith(logical_id)
 
 
 def _event_service(service: str) -> str:

@@ -124,7 +124,7 @@ def custom_error_names(definition: dict[str, Any]) -> list[tuple[str, str]]:
         for key in ("Retry", "Catch"):
             for i, rule in enumerate(state.get(key, []) or []):
                 for error in rule.get("ErrorEquals", []):
-                    if not error.startswith(("States.", "Lambda.")):
+                    if not error.startswith(("States.", "Lambda.", "Sandbox.")):
                         out.append((f"{scope}{name}.{key}[{i}]", error))
         if state.get("Type") == "Fail" and "Error" in state:
             out.append((f"{scope}{name}.Error", state["Error"]))
@@ -141,6 +141,8 @@ def unknown_error_names(definition: dict[str, Any], errors_module: Any) -> list[
     return problems
 
 
+# What every step may meet from AWS after botocore's own retries, and safely runs again for.
+AWS_TRANSIENT = ("AwsThrottled", "AwsUnavailable", "Sandbox.Timedout")
 LAMBDA_TRANSIENT = (
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -156,7 +158,7 @@ def task_retry_catch_problems(definition: dict[str, Any]) -> list[str]:
             continue
         retried = {e for rule in state.get("Retry", []) or [] for e in rule.get("ErrorEquals", [])}
         if "States.ALL" not in retried:
-            missing = [e for e in LAMBDA_TRANSIENT if e not in retried]
+            missing = [e for e in (*LAMBDA_TRANSIENT, *AWS_TRANSIENT) if e not in retried]
             if missing:
                 problems.append(f"{scope}{name}: Retry does not cover {missing}")
         catchers = state.get("Catch") or []

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from eiplane.local.template import load_template
 from tests.static.checks import STATEMACHINES, TEMPLATE
 
 
 def asl_paths() -> list[Path]:
-    return sorted(STATEMACHINES.glob("*.asl.json"))
+    return sorted(STATEMACHINES.glob("*.asl.yaml"))
 
 
 @pytest.fixture(scope="session")
@@ -28,4 +28,4 @@ def raw_template() -> str:
 
 @pytest.fixture(scope="session")
 def asl_documents() -> dict[Path, dict[str, Any]]:
-    return {path: json.loads(path.read_text()) for path in asl_paths()}
+    return {path: yaml.safe_load(path.read_text()) for path in asl_paths()}

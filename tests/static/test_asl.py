@@ -7,13 +7,13 @@ Every check also runs on a small broken input, so a passing run means something.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import eiplane.errors
 from tests.static import checks
@@ -60,24 +60,24 @@ def _get_att_arn(value: Any) -> str | None:
 
 
 def test_there_are_state_machines() -> None:
-    assert ASL_FILES, "no statemachines/*.asl.json found"
+    assert ASL_FILES, "no statemachines/*.asl.yaml found"
 
 
 # --- asl-validator -----------------------------------------------------------------------
 
 @by_file
 def test_asl_validator_accepts(path: Path) -> None:
-    result = run_tool([_validator(), "--json-path", path.relative_to(ROOT)])
+    result = run_tool([_validator(), "--yaml-path", path.relative_to(ROOT)])
     assert result.returncode == 0, _output(result)
 
 
 def test_asl_validator_rejects_a_next_to_a_missing_state(tmp_path: Path) -> None:
-    definition = json.loads(ASL_FILES[0].read_text())
+    definition = yaml.safe_load(ASL_FILES[0].read_text())
     state = next(s for s in definition["States"].values() if "Next" in s)
     state["Next"] = "NoSuchState"
-    broken = tmp_path / "broken.asl.json"
-    broken.write_text(json.dumps(definition, indent=2))
-    result = run_tool([_validator(), "--json-path", broken])
+    broken = tmp_path / "broken.asl.yaml"
+    broken.write_text(yaml.safe_dump(definition))
+    result = run_tool([_validator(), "--yaml-path", broken])
     assert result.returncode != 0, _output(result)
     assert "NoSuchState" in result.stdout + result.stderr, _output(result)
 
@@ -159,7 +159,7 @@ def _task(next_state: str | None = None, **extra: Any) -> dict[str, Any]:
     state: dict[str, Any] = {
         "Type": "Task",
         "Resource": "${OneFunctionArn}",
-        "Retry": [{"ErrorEquals": list(checks.LAMBDA_TRANSIENT)}],
+        "Retry": [{"ErrorEquals": [*checks.LAMBDA_TRANSIENT, *checks.AWS_TRANSIENT]}],
         "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Failed"}],
         **extra,
     }

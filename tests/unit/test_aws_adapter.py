@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError, ParamValidationError
 from botocore.stub import Stubber
 
 from eiplane import aws
-from eiplane.errors import AwsAccessDenied, AwsCallFailed, AwsThrottled, EiplaneError
+from eiplane.errors import AwsAccessDenied, AwsCallFailed, AwsThrottled, AwsUnavailable, EiplaneError
 
 EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
@@ -247,8 +247,30 @@ def test_access_denied(code: str) -> None:
     assert str(error) == f"CreateRole denied ({code}): {message}"
 
 
+@pytest.mark.parametrize("code", ["InternalFailure", "InternalError", "ServiceUnavailable"])
+def test_server_errors_are_retried_by_the_asl(code: str) -> None:
+    error = aws.translate(client_error(code, "what went wrong", "PutRolePolicy"))
+    assert type(error) is AwsUnavailable
+    assert str(error) == f"PutRolePolicy failed with a server error after botocore's retries ({code}): what went wrong"
+
+
+def test_a_lost_answer_with_no_code_is_a_server_error_by_its_status() -> None:
+    lost = ClientError({"Error": {"Code": "", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "RunInstances")
+    assert type(aws.translate(lost)) is AwsUnavailable
+
+
+@pytest.mark.parametrize("service_codes", [("dynamodb", "ProvisionedThroughputExceededException"),
+                                           ("ec2", "RequestLimitExceeded"), ("s3", "SlowDown"), ("iam", "Throttling"),
+                                           ("ssm", "ThrottlingException"), ("ssm", "TooManyUpdates"),
+                                           ("stepfunctions", "ThrottlingException"), ("cloudwatch", "Throttling"),
+                                           ("lambda", "TooManyRequestsException"), ("sts", "Throttling")])
+def test_every_throttling_code_of_every_service_eiplane_calls_is_throttling(service_codes: tuple[str, str]) -> None:
+    _, code = service_codes
+    assert type(aws.translate(client_error(code, "slow down", "Any"))) is AwsThrottled
+
+
 @pytest.mark.parametrize("code", ["EntityAlreadyExists", "InvalidGroup.Duplicate", "ValidationError",
-                                  "InternalFailure", "throttling", ""])
+                                  "throttling", ""])
 def test_other_errors(code: str) -> None:
     error = aws.translate(client_error(code, "what went wrong", "PutRolePolicy"))
     assert type(error) is AwsCallFailed

@@ -17,6 +17,7 @@ from eiplane.models.spec import (
     InferentiaBackend,
     parse_fleet_spec,
 )
+from tests.conftest import load_event
 
 MINIMAL: dict[str, Any] = {
     "name": "demo-fleet",
@@ -91,7 +92,7 @@ def test_full_valid_spec_round_trips() -> None:
     full = raw(
         network={"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbb"]},
         backend={"type": "inferentia", "instance_type": "inf2.8xlarge", "fallback_instance_types": ["inf2.xlarge"],
-                 "image_parameter": "/my/ami", "root_volume_gib": 200},
+                 "image_parameter": "/eiplane/my/ami", "root_volume_gib": 200},
         capacity={"min": 0, "desired": 2, "max": 100},
         scaling={"enabled": True, "capacity_per_instance_rps": 250.0, "target_utilisation": 0.8,
                  "warm_pool_size": 4, "warm_pool_prefill": False},
@@ -103,7 +104,7 @@ def test_full_valid_spec_round_trips() -> None:
     assert spec.backend.instance_types == ["inf2.8xlarge", "inf2.xlarge"]
     assert spec.backend.fallback_instance_types == ("inf2.xlarge",)
     assert spec.network.subnet_ids == ("subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbb")
-    assert spec.backend.resolved_image_parameter == "/my/ami"
+    assert spec.backend.resolved_image_parameter == "/eiplane/my/ami"
     # The parsed spec holds tuples; its JSON form holds lists again, exactly as given.
     assert spec.model_dump(mode="json", exclude_none=True) == full
     assert json.loads(spec.model_dump_json(exclude_none=True)) == full
@@ -392,9 +393,10 @@ def test_forty_tags_allowed_forty_one_rejected() -> None:
 
 @pytest.mark.parametrize(("tags", "expected"), [
     ({"": "v"}, "tags: key '' must be 1-128 characters"),
-    ({"k" * 129: "v"}, f"tags: key {'k' * 129!r} must be 1-128 characters"),
+    ({"k" * 129: "v"}, f"tags: key {'k' * 80!r}... (129 characters) must be 1-128 characters"),
     ({"k": "v" * 257}, "tags: value of 'k' is longer than 256 characters"),
-    ({"k": "semi;colon"}, "tags: tag 'k' has characters EC2 and IAM tags do not allow"),
+    ({"k": "semi;colon"}, "tags: tag 'k' has characters EC2 and IAM tags do not allow: ';' "
+                          "(allowed: letters, numbers, spaces and _ . : / = + - @)"),
 ])
 def test_tag_key_value_rules(tags: dict[str, str], expected: str) -> None:
     assert only_problem(raw(tags=tags)) == expected
@@ -503,3 +505,168 @@ def test_validation_returns_new_object_not_the_input() -> None:
     source = raw()
     parse_fleet_spec(source)
     assert source == MINIMAL  # defaults are not written back into the caller's dict
+
+
+# --- generated-spec review: regions that do not exist ----------------------------------------
+
+@pytest.mark.parametrize(("region", "partition", "listed"), [
+    ("xx-nowhere-9", "aws", "its regions: af-south-1, "),
+    ("us-east-9", "aws", "its us- regions: us-east-1, us-east-2, us-west-1, us-west-2; "),
+    ("eu-nowhere-1", "aws", "its eu- regions: eu-central-1, "),
+    ("cn-south-7", "aws-cn", "its cn- regions: cn-north-1, cn-northwest-1; 2 in all"),
+    ("us-gov-north-4", "aws-us-gov", "us-gov-east-1, us-gov-west-1"),
+    ("us-isob-north-3", "aws-iso-b", "us-isob-east-1"),
+])
+def test_region_of_no_partition_is_named_with_the_partitions_regions(region: str, partition: str,
+                                                                     listed: str) -> None:
+    problem = only_problem(raw(region=region))
+    assert problem.startswith(f"region: {region!r} is not a region of the {partition} partition (")
+    assert listed in problem
+    assert "botocore" in problem and len(problem) < 700
+
+
+def test_region_of_a_partition_eiplane_writes_no_arns_for() -> None:
+    assert only_problem(raw(region="eu-isoe-west-1")) == (
+        "region: 'eu-isoe-west-1' is in the aws-iso-e partition, which eiplane does not support "
+        "(aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b)")
+
+
+# --- generated-spec review: no lax coercion --------------------------------------------------
+
+@pytest.mark.parametrize(("overrides", "location", "message"), [
+    ({"capacity": {"min": True}}, "capacity.min", "Input should be a valid integer"),
+    ({"capacity": {"desired": "1"}}, "capacity.desired", "Input should be a valid integer"),
+    ({"capacity": {"max": 1.0}}, "capacity.max", "Input should be a valid integer"),
+    ({"capacity": {"max": None}}, "capacity.max", "Input should be a valid integer"),
+    ({"dry_run": "no"}, "dry_run", "Input should be a valid boolean"),
+    ({"dry_run": 0}, "dry_run", "Input should be a valid boolean"),
+    ({"scaling": {"enabled": "yes"}}, "scaling.enabled", "Input should be a valid boolean"),
+    ({"scaling": {"warm_pool_prefill": 1}}, "scaling.warm_pool_prefill", "Input should be a valid boolean"),
+    ({"scaling": {"warm_pool_size": 2.0}}, "scaling.warm_pool_size", "Input should be a valid integer"),
+    ({"scaling": {"capacity_per_instance_rps": "50"}}, "scaling.capacity_per_instance_rps",
+     "Input should be a valid number"),
+    ({"scaling": {"capacity_per_instance_rps": True}}, "scaling.capacity_per_instance_rps",
+     "Input should be a valid number"),
+    ({"scaling": {"target_utilisation": "0.5"}}, "scaling.target_utilisation", "Input should be a valid number"),
+    ({"scaling": {"target_utilisation": float("nan")}}, "scaling.target_utilisation",
+     "Input should be a finite number"),
+    ({"scaling": {"capacity_per_instance_rps": float("inf")}}, "scaling.capacity_per_instance_rps",
+     "Input should be a finite number"),
+    ({"backend": {"type": "gpu", "root_volume_gib": "200"}}, "backend.gpu.root_volume_gib",
+     "Input should be a valid integer"),
+    ({"backend": {"type": "gpu", "root_volume_gib": 200.0}}, "backend.gpu.root_volume_gib",
+     "Input should be a valid integer"),
+    ({"model": {"name": "m", "version": 1}}, "model.version", "Input should be a valid string"),
+    ({"tags": {"team": 7}}, "tags.team", "Input should be a valid string"),
+])
+def test_scalars_are_strict(overrides: dict[str, Any], location: str, message: str) -> None:
+    assert only_problem(raw(**overrides)) == f"{location}: {message}"
+
+
+def test_numbers_take_json_integers_and_tuples_take_json_arrays() -> None:
+    spec = parse_fleet_spec(raw(scaling={"capacity_per_instance_rps": 50, "target_utilisation": 1},
+                                network={"subnet_ids": ["subnet-12345678"]},
+                                backend={"type": "gpu", "fallback_instance_types": ["g6.xlarge"]},
+                                model={"name": "m", "version": "1", "precisions": ["fp16"]}))
+    assert spec.scaling.capacity_per_instance_rps == 50.0 and spec.scaling.target_utilisation == 1.0
+    assert spec.network.subnet_ids == ("subnet-12345678",)
+    assert spec.backend.fallback_instance_types == ("g6.xlarge",)
+    assert spec.model.precisions == ("fp16",)
+
+
+@pytest.mark.parametrize("event", ["provision_fleet_gpu.json", "provision_fleet_inferentia.json",
+                                   "provision_fleet_eia.json"])
+def test_a_dumped_spec_parses_again_strictly(event: str) -> None:
+    """The states after the first parse a dump of the valid spec (python and JSON mode alike)."""
+    spec = parse_fleet_spec(load_event(event))
+    assert FleetSpec.model_validate(spec.model_dump(mode="json")) == spec
+    assert FleetSpec.model_validate(json.loads(spec.model_dump_json())) == spec
+    assert FleetSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+# --- generated-spec review: tag characters ---------------------------------------------------
+
+@pytest.mark.parametrize(("tags", "shown"), [
+    ({"team\n": "ml"}, "'\\n'"),
+    ({"team": "a\tb"}, "'\\t'"),
+    ({"team": "\x0b"}, "'\\x0b'"),
+    ({"team": "nul\x00"}, "'\\x00'"),
+    ({"te\x7fam": "x"}, "'\\x7f'"),
+    ({"team": "bidi\u202eoverride"}, "'\\u202e'"),
+    ({"team": "a;b<c>"}, "';<>'"),
+])
+def test_tag_control_and_other_characters_rejected(tags: dict[str, str], shown: str) -> None:
+    problem = only_problem(raw(tags=tags))
+    assert problem.startswith("tags: tag ")
+    assert f"has characters EC2 and IAM tags do not allow: {shown} " in problem
+
+
+@pytest.mark.parametrize("tags", [
+    {"Équipe": "données", "チーム": "機械学習", "команда": "ml"},
+    {"cost center": "4711 / ops", "a_b.c:d/e=f+g-h@i": ""},
+    {"k": "٣٤"},  # numbers of any script (\p{N})
+])
+def test_tag_characters_aws_allows(tags: dict[str, str]) -> None:
+    assert parse_fleet_spec(raw(tags=tags)).tags == tags
+
+
+# --- generated-spec review: image parameter paths --------------------------------------------
+
+@pytest.mark.parametrize("parameter", ["/aws/service/deeplearning/ami/x86_64/base/latest/ami-id",
+                                       "/eiplane/images/gpu", "/eiplane/a.b_c-d"])
+def test_image_parameter_under_what_plan_launch_reads(parameter: str) -> None:
+    spec = parse_fleet_spec(backend(type="gpu", image_parameter=parameter))
+    assert spec.backend.resolved_image_parameter == parameter
+
+
+@pytest.mark.parametrize("parameter", ["/my/ami", "ami-0123456789abcdef0", "/aws/servicex/a", "/eiplane/",
+                                       "/eiplane//a", "/eiplane/a b", "/eiplane/a:1", "eiplane/a", ""])
+def test_image_parameter_elsewhere_is_refused(parameter: str) -> None:
+    assert only_problem(backend(type="gpu", image_parameter=parameter)) == (
+        f"backend.gpu.image_parameter: {parameter!r} is not an SSM parameter under /aws/service/ or /eiplane/ "
+        "(what PlanLaunch may read), named of letters, digits and _ . - /")
+
+
+# --- generated-spec review: bounded messages -------------------------------------------------
+
+MESSAGE_BOUND = 8_192
+
+
+def message_of(spec: Any) -> str:
+    with pytest.raises(InvalidFleetSpec) as caught:
+        parse_fleet_spec(spec)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("spec", [
+    raw(name="a" * 1_000_000),
+    raw(**{"x" * 1_000_000: 1}),
+    raw(**{f"extra_{i}": i for i in range(5_000)}),
+    raw(tags={f"k{i}\n": "v" * 300 for i in range(2_000)}),
+    raw(tags={"k" * 1_000_000: "v" * 1_000_000}),
+    raw(backend={"type": "t" * 1_000_000}),
+    raw(backend={"type": "gpu", "instance_type": "g" * 1_000_000}),
+    raw(backend={"type": "gpu", "fallback_instance_types": ["g" * 1_000_000] * 5}),
+    raw(region="us-east-1" + "\U0001F600" * 100_000),
+    raw(model={"name": "m", "version": "1", "precisions": ["x" * 1_000_000] * 1000}),
+    raw(tags={"\U0001F600" * 100 + str(i): "\U0001F600" * 300 for i in range(40)}),
+])
+def test_a_giant_input_makes_a_short_message(spec: dict[str, Any]) -> None:
+    message = message_of(spec)
+    assert len(json.dumps(message)) < MESSAGE_BOUND
+    assert message.startswith("fleet spec has ")
+
+
+def test_problems_beyond_twenty_are_counted() -> None:
+    message = message_of(raw(**{f"extra_{i:04d}": i for i in range(5_000)}))
+    assert message.startswith("fleet spec has 5000 problems: extra_0000: Extra inputs are not permitted; ")
+    assert message.endswith("; extra_0019: Extra inputs are not permitted; and 4980 more")
+
+
+def test_a_long_value_is_quoted_at_most_eighty_characters() -> None:
+    problem = only_problem(raw(backend={"type": "tpu" * 1000}))
+    assert problem == (f"backend: Input tag {('tpu' * 1000)[:80]!r}... (3000 characters) found using 'type' does not "
+                       "match any of the expected tags: 'eia', 'gpu', 'inferentia'")
+    # at most 80 characters, and at most 240 once JSON-escaped (é: 6)
+    assert only_problem(raw(**{"é" * 100: 1})) == f"{'é' * 40!r}... (100 characters): Extra inputs are not permitted"
+    assert only_problem(raw(**{"a\nb": 1})) == "'a\\nb': Extra inputs are not permitted"

@@ -24,8 +24,9 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.retries.standard import ThrottledRetryableChecker
 
-from eiplane.errors import AwsAccessDenied, AwsCallFailed, AwsThrottled, EiplaneError
+from eiplane.errors import AwsAccessDenied, AwsCallFailed, AwsThrottled, AwsUnavailable, EiplaneError
 
 # Retries belong to botocore (standard mode: exponential backoff with jitter on throttling
 # and transient errors) and, above it, to the ASL Retry blocks; never to loops in our code.
@@ -37,8 +38,12 @@ _CONFIG = Config(
 )
 
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "Query", "Scan", "Lookup", "Search", "BatchGet")
-THROTTLING_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
-                    "RequestThrottled", "SlowDown"}
+# Every service's throttling codes, as botocore's own retry logic knows them (DynamoDB's
+# ProvisionedThroughputExceededException, EC2's RequestLimitExceeded, S3's SlowDown, ...), plus SSM's
+# TooManyUpdates: when botocore's retries are spent, the ASL retries the step with backoff.
+THROTTLING_CODES = {*ThrottledRetryableChecker._THROTTLED_ERROR_CODES, "TooManyUpdates"}
+TRANSIENT_CODES = {"InternalError", "InternalFailure", "InternalServerError", "ServiceUnavailable", "Unavailable",
+                   "RequestTimeout", "RequestTimeoutException", "ServiceException"}
 ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
                        "AuthFailure", "UnauthorizedException"}
 
@@ -104,6 +109,10 @@ def translate(exc: ClientError) -> EiplaneError:
     message = exc.response.get("Error", {}).get("Message", "")
     if code in THROTTLING_CODES:
         return AwsThrottled(f"{operation} was throttled after botocore's retries ({code})")
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code in TRANSIENT_CODES or status >= 500:
+        return AwsUnavailable(f"{operation} failed with a server error after botocore's retries ({code or status}): "
+                              f"{message}")
     if code in ACCESS_DENIED_CODES:
         return AwsAccessDenied(f"{operation} denied ({code}): {message}")
     return AwsCallFailed(f"{operation} failed ({code}): {message}")

@@ -8,19 +8,80 @@ defined here.
 
 from __future__ import annotations
 
+# A Lambda task's error reaches Step Functions as its error payload (errorMessage, errorType,
+# requestId, stackTrace), JSON-encoded, and that whole payload is the failure's cause, which AWS
+# limits to 32,768 characters (the embedded AWS fails the execution with States.Runtime beyond
+# it). JSON escaping makes one character of a message up to 12 of the cause (an astral character
+# is two \uXXXX escapes), and the stack trace needs its room too, so a message is bounded by its
+# JSON-escaped length, at a quarter of the limit: no error class can produce a cause AWS refuses,
+# whatever input, AWS answer or bug put into its message.
+MAX_MESSAGE_CHARS = 8_192
+CUT_MARKER = " [... message cut: {n} more characters]"
+# InvalidFleetSpec: at most this many problems are listed (then "and N more"), each at most this
+# long, and the list stops early rather than grow past its budget.
+MAX_LISTED_PROBLEMS = 20
+MAX_PROBLEM_CHARS = 600
+PROBLEMS_BUDGET_CHARS = 6_000
+
+
+def json_chars(character: str) -> int:
+    """How many characters `character` takes in a JSON string (json.dumps, ensure_ascii)."""
+    code = ord(character)
+    if character in '"\\\b\f\n\r\t':
+        return 2
+    if 0x20 <= code < 0x7F:
+        return 1
+    return 12 if code > 0xFFFF else 6
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_CHARS, marker: str = CUT_MARKER) -> str:
+    """`text` if its JSON-escaped form fits `limit`; else its longest prefix that fits together with
+    the marker (ASCII), which says how many characters were cut. Reads at most `limit` characters."""
+    if len(text) * 12 <= limit:
+        return text
+    room = limit - len(marker.format(n=len(text)))
+    used, cut = 0, None
+    for index, character in enumerate(text):
+        used += json_chars(character)
+        if cut is None and used > room:
+            cut = index
+        if used > limit:
+            assert cut is not None
+            return text[:cut] + marker.format(n=len(text) - cut)
+    return text
+
 
 class EiplaneError(Exception):
-    """Base class. Every subclass is an error a state machine may route on."""
+    """Base class. Every subclass is an error a state machine may route on. Its message is bounded
+    (see MAX_MESSAGE_CHARS)."""
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (bounded(args[0]),)
+        super().__init__(*args)
+
+    def __str__(self) -> str:
+        return bounded(super().__str__())
 
 
 class InvalidFleetSpec(EiplaneError):
-    """The execution input is not a valid fleet spec; the message lists every problem."""
+    """The execution input is not a valid fleet spec; the message lists every problem (up to
+    MAX_LISTED_PROBLEMS, then how many more), each named by its field."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        count = len(problems)
+        self.problems = [bounded(str(p), MAX_PROBLEM_CHARS, " [...]") for p in problems]
+        count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
-        super().__init__(f"fleet spec has {count} {noun}: " + "; ".join(problems))
+        listed: list[str] = []
+        used = 0
+        for problem in self.problems[:MAX_LISTED_PROBLEMS]:
+            cost = sum(json_chars(c) for c in problem) + 2
+            if listed and used + cost > PROBLEMS_BUDGET_CHARS:
+                break
+            listed.append(problem)
+            used += cost
+        rest = f"; and {count - len(listed)} more" if count > len(listed) else ""
+        super().__init__(f"fleet spec has {count} {noun}: " + "; ".join(listed) + rest)
 
 
 class BackendUnavailable(EiplaneError):
@@ -38,6 +99,11 @@ class PrerequisiteNotReady(EiplaneError):
 
 class AwsThrottled(EiplaneError):
     """AWS kept throttling after botocore's own retries. Retried by the ASL with backoff."""
+
+
+class AwsUnavailable(EiplaneError):
+    """AWS answered with a server error (5xx), or its answer was lost, through botocore's own
+    retries. Retried by the ASL: every step is safe to run again."""
 
 
 class AwsAccessDenied(EiplaneError):

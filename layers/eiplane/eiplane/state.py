@@ -136,6 +136,13 @@ def load_slots(fleet: str) -> dict[int, dict[str, Any]]:
     return slots
 
 
+def load_slot(fleet: str, index: int) -> dict[str, Any] | None:
+    settings = get_settings()
+    item = client("dynamodb", settings.region).get_item(
+        TableName=settings.state_table, Key=fleet_key(fleet, slot_key(index)), ConsistentRead=True).get("Item")
+    return {k: plain(v) for k, v in item.items()} if item else None
+
+
 def save_slot(fleet: str, index: int, fields: dict[str, Any]) -> None:
     """Set the given fields of a slot record (others are kept); JSON-encodes dicts and lists."""
     settings = get_settings()

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from eiplane.executions import ExecutionResult
 
 PRICE_PER_TRANSITION = 0.025 / 1000
@@ -62,7 +64,7 @@ def measure(sizes: tuple[int, ...] = (0, 1, 2, 4)) -> dict[str, Any]:
     from eiplane.naming import model_prefix
 
     root = find_project_root()
-    definition = json.loads((root / "statemachines" / "provision_fleet.asl.json").read_text())
+    definition = yaml.safe_load((root / "statemachines" / "provision_fleet.asl.yaml").read_text())
     spec = json.loads((root / "events" / "provision_fleet_gpu.json").read_text())
     spec["model"] = {"name": "tiny-cnn", "version": "1", "precisions": ["fp32"]}
     rows = []

@@ -25,6 +25,7 @@ from typing import Any
 from unittest import mock
 
 import boto3
+import yaml
 from botocore.client import BaseClient
 
 from eiplane.executions import ExecutionResult, wait_for_execution
@@ -313,7 +314,8 @@ class EmbeddedAws:
                                         function_name, self.roles[owners[name]], function_name)
         for name, resource in machines.items():
             properties = resource["Properties"]
-            definition = (self.root / properties["DefinitionUri"]).read_text()
+            # YAML or JSON, as SAM takes it; Step Functions gets JSON.
+            definition = json.dumps(yaml.safe_load((self.root / properties["DefinitionUri"]).read_text()))
             substitutions = {k: str(refs.resolve(v)) for k, v in properties.get("DefinitionSubstitutions", {}).items()}
             arn = self.client("stepfunctions").create_state_machine(
                 name=names[name], definition=substitute_definition(definition, substitutions),

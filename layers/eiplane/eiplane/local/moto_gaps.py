@@ -11,7 +11,9 @@ tests/integration/test_moto_canary.py, which fails loudly when a moto upgrade mo
 - EC2 ModifyVpcEndpoint ignores PrivateDnsEnabled. It is applied.
 - IAM knows AWS managed policies only if it loads all ~1,300 of them (a second per engine).
   It loads the few that eiplane attaches, or that tests attach as "too broad".
-- EC2 RunInstances ignores ClientToken and ElasticInferenceAccelerators; SSM never runs a
+- EC2 RunInstances ignores ClientToken (here: the same token returns its instances, with other
+  parameters it is IdempotentParameterMismatch, for a terminated instance IdempotentInstanceTerminated,
+  and DescribeInstances filters on client-token) and ElasticInferenceAccelerators; SSM never runs a
   command, always answers Success, and has no DescribeInstanceInformation. EmbeddedInstances
   (local/instances.py) does what the instance would; the patches below route to it.
 - SSM SendCommand with InstanceIds and no Targets runs on every instance of the account: it
@@ -41,6 +43,7 @@ import moto
 from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
+from moto.ec2 import utils as ec2_utils
 from moto.ec2.models import ec2_backends
 from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.vpcs import VPCs as Ec2VpcResponses
@@ -191,11 +194,21 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: Embedde
     def run_instances(self: InstanceResponse) -> Any:
         token = self._get_param("ClientToken")
         if token:  # AWS: the same token returns the instances it launched, and launches none
+            request = json.dumps({k: v for k, v in self.querystring.items() if k not in ("ClientToken", "Action")},
+                                 sort_keys=True, default=str)
             for reservation in self.ec2_backend.reservations.values():
                 if any(getattr(i, "client_token", None) == token for i in reservation.instances):
+                    if getattr(reservation, "eiplane_request", request) != request:
+                        raise JsonRESTError("IdempotentParameterMismatch", "Arguments on this idempotent request "
+                                            "are inconsistent with arguments used in previous request(s).")
+                    if all(i.state == "terminated" for i in reservation.instances):
+                        raise JsonRESTError("IdempotentInstanceTerminated", "The client token you have provided is "
+                                            "associated with a terminated instance. Please use a different client token.")
                     return ActionResult(reservation)
         result = original_run_instances(self)
         launched: Any = result.result
+        if token:
+            launched.eiplane_request = request
         instances.launched(list(launched.instances), self._get_param("ElasticInferenceAccelerators", []))
         return result
 
@@ -239,6 +252,8 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: Embedde
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(IAMBackend, "_init_aws_policies", some_aws_managed_policies))
         stack.enter_context(mock.patch.object(InstanceResponse, "run_instances", run_instances))
+        # DescribeInstances' client-token filter (moto has none): how a launch is found by its token.
+        stack.enter_context(mock.patch.dict(ec2_utils.filter_dict_attribute_mapping, {"client-token": "client_token"}))
         stack.enter_context(mock.patch.object(InstanceResponse, "start_instances", start_instances))
         stack.enter_context(mock.patch.object(SsmResponses, "describe_instance_information",
                                               describe_instance_information, create=True))

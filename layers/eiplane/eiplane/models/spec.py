@@ -2,35 +2,128 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from typing import Annotated, Any, ClassVar, Literal
 
+import boto3
+import botocore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from eiplane import backends
-from eiplane.errors import InvalidFleetSpec
+from eiplane.errors import InvalidFleetSpec, json_chars
 
 FLEET_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
 SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
 MAX_FLEET_SIZE = 100
 MAX_USER_TAGS = 40  # EC2 allows 50 per resource; eiplane adds its own
+# What PlanLaunch's role may read (template.yaml, its ResolveImageParameters statement): the
+# public parameters, and the account's own under /eiplane/. Path segments of SSM's name characters.
+IMAGE_PARAMETER_PREFIXES = ("/aws/service/", "/eiplane/")
+IMAGE_PARAMETER_PATTERN = r"^/(aws/service|eiplane)(/[A-Za-z0-9_.-]+)+$"
+AMI_ID_PATTERN = r"^ami-[0-9a-f]{8,17}$"
+# The partitions eiplane writes ARNs for (eiplane.prerequisites.iam.partition_of).
+SUPPORTED_PARTITIONS = ("aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b")
+# An input value quoted in a problem: at most this many of its characters, and at most this many
+# once JSON-escaped (an emoji is 12), so that no input makes a problem long.
+QUOTE_CHARS = 80
+QUOTE_JSON_CHARS = 240
+
+# Strict scalars: pydantic's lax mode would take true, "1" and 1.0 for a count, and "no" for a
+# boolean. Per field, not model-wide: a strict model would refuse JSON arrays for the tuples.
+StrictStr = Annotated[str, Field(strict=True)]
+StrictInt = Annotated[int, Field(strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
+# A JSON integer is a number too (strict floats take ints, never bools or strings); no inf or NaN.
+StrictNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+InstanceType = Annotated[str, Field(strict=True, min_length=1, max_length=32)]
+
+
+def quoted(value: object) -> str:
+    """An input value as a problem quotes it: repr (control characters escaped), at most QUOTE_CHARS
+    of it (and QUOTE_JSON_CHARS JSON-escaped), so that no input makes a message long."""
+    text = value if isinstance(value, str) else repr(value)
+    shown, cost = 0, 0
+    for character in text[:QUOTE_CHARS]:
+        cost += json_chars(character)
+        if cost > QUOTE_JSON_CHARS:
+            break
+        shown += 1
+    if shown == len(text):
+        return repr(text) if isinstance(value, str) else text
+    head = text[:shown]
+    return f"{head!r}... ({len(text)} characters)" if isinstance(value, str) else f"{head}... ({len(text)} characters)"
+
+
+def looks_like_ami_id(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(AMI_ID_PATTERN, value) is not None
+
+
+@functools.cache
+def known_regions() -> dict[str, tuple[str, ...]]:
+    """Every partition's EC2 regions, from botocore's endpoint data (maintained with botocore:
+    a region launched after this botocore is unknown until it is upgraded)."""
+    session = boto3.session.Session()
+    return {partition: tuple(session.get_available_regions("ec2", partition_name=partition))
+            for partition in session.get_available_partitions()}
+
+
+def partition_of_region(region: str) -> str:
+    """The partition a region's name implies: the one whose regions share its stem ("us-gov" of
+    us-gov-west-1, "cn" of cn-north-1); else aws."""
+    stem = region.rsplit("-", 2)[0]
+    for partition, regions in known_regions().items():
+        if any(known.rsplit("-", 2)[0] == stem for known in regions):
+            return partition
+    return "aws"
+
+
+def check_region(region: str) -> str:
+    partition = partition_of_region(region)
+    if partition not in SUPPORTED_PARTITIONS:
+        raise ValueError(f"{quoted(region)} is in the {partition} partition, which eiplane does not support "
+                         f"({', '.join(SUPPORTED_PARTITIONS)})")
+    regions = known_regions()[partition]
+    if region not in regions:
+        first = region.split("-", 1)[0] + "-"
+        alike = [known for known in regions if known.startswith(first)]
+        listed = f"its {first} regions: {', '.join(alike)}; {len(regions)} in all" if alike else \
+            f"its regions: {', '.join(regions)}"
+        raise ValueError(f"{quoted(region)} is not a region of the {partition} partition ({listed}, "
+                         f"per botocore {botocore.__version__}'s endpoint data)")
+    return region
+
+
+def _tag_character(character: str) -> bool:
+    """AWS's tag character set (EC2 and IAM: ^([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)$): letters, separators
+    (spaces), numbers and _ . : / = + - @. Python's re has no \\p{}: Unicode categories instead."""
+    return character in "_.:/=+-@" or unicodedata.category(character)[0] in "LZN"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check_instance_type(value: str, backend: backends.BackendType) -> str:
+    if not value.isprintable() or value.strip() != value:  # backends' messages quote it as it is
+        raise ValueError(f"{quoted(value)} is not an instance type")
+    return backends.check_instance_type(value, backend)
+
+
 class _BackendBase(_Strict):
     BACKEND: ClassVar[backends.BackendType]
 
-    instance_type: str
+    instance_type: InstanceType
     # Tried in order when the preferred type has no capacity (see the launch stage).
-    fallback_instance_types: tuple[str, ...] = Field(default=(), max_length=5)
-    image_parameter: str | None = Field(
-        default=None, description="SSM parameter holding the AMI id; the backend's default if unset"
+    fallback_instance_types: tuple[InstanceType, ...] = Field(default=(), max_length=5)
+    image_parameter: StrictStr | None = Field(
+        default=None, max_length=1011,
+        description="SSM parameter holding the AMI id, under /aws/service/ or /eiplane/ (what PlanLaunch "
+                    "may read); the backend's default if unset"
     )
-    root_volume_gib: int = Field(default=100, ge=30, le=4096, description="encrypted gp3 root volume")
+    root_volume_gib: StrictInt = Field(default=100, ge=30, le=4096, description="encrypted gp3 root volume")
 
     @property
     def instance_types(self) -> list[str]:
@@ -43,7 +136,15 @@ class _BackendBase(_Strict):
     @field_validator("instance_type")
     @classmethod
     def _instance_type_of_backend(cls, value: str) -> str:
-        return backends.check_instance_type(value, cls.BACKEND)
+        return _check_instance_type(value, cls.BACKEND)
+
+    @field_validator("image_parameter")
+    @classmethod
+    def _image_parameter_plan_launch_reads(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(IMAGE_PARAMETER_PATTERN, value):
+            raise ValueError(f"{quoted(value)} is not an SSM parameter under {' or '.join(IMAGE_PARAMETER_PREFIXES)} "
+                             "(what PlanLaunch may read), named of letters, digits and _ . - /")
+        return value
 
     @field_validator("fallback_instance_types")
     @classmethod
@@ -51,7 +152,7 @@ class _BackendBase(_Strict):
         problems = []
         for value in values:
             try:
-                backends.check_instance_type(value, cls.BACKEND)
+                _check_instance_type(value, cls.BACKEND)
             except ValueError as exc:
                 problems.append(str(exc))
         if len(set(values)) != len(values):
@@ -72,20 +173,20 @@ class EiaBackend(_BackendBase):
 
     BACKEND: ClassVar[backends.BackendType] = "eia"
     type: Literal["eia"]
-    instance_type: str = "m5.large"
+    instance_type: InstanceType = "m5.large"
     accelerator: Literal["eia2.medium", "eia2.large", "eia2.xlarge"] = "eia2.medium"
 
 
 class GpuBackend(_BackendBase):
     BACKEND: ClassVar[backends.BackendType] = "gpu"
     type: Literal["gpu"]
-    instance_type: str = "g5.xlarge"
+    instance_type: InstanceType = "g5.xlarge"
 
 
 class InferentiaBackend(_BackendBase):
     BACKEND: ClassVar[backends.BackendType] = "inferentia"
     type: Literal["inferentia"]
-    instance_type: str = "inf2.xlarge"
+    instance_type: InstanceType = "inf2.xlarge"
 
 
 Backend = Annotated[EiaBackend | GpuBackend | InferentiaBackend, Field(discriminator="type")]
@@ -95,8 +196,8 @@ class NetworkSpec(_Strict):
     """Where the fleet runs. No VPC and no subnets: the region's default VPC and its
     default subnets. Subnets alone: their VPC. A VPC needs its subnets named."""
 
-    vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
-    subnet_ids: tuple[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = Field(
+    vpc_id: StrictStr | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
+    subnet_ids: tuple[Annotated[str, Field(strict=True, pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = Field(
         default=(), max_length=16
     )
 
@@ -110,9 +211,9 @@ class NetworkSpec(_Strict):
 
 
 class Capacity(_Strict):
-    min: int = Field(default=1, ge=0, le=MAX_FLEET_SIZE)
-    desired: int = Field(default=1, ge=0, le=MAX_FLEET_SIZE)
-    max: int = Field(default=1, ge=1, le=MAX_FLEET_SIZE)
+    min: StrictInt = Field(default=1, ge=0, le=MAX_FLEET_SIZE)
+    desired: StrictInt = Field(default=1, ge=0, le=MAX_FLEET_SIZE)
+    max: StrictInt = Field(default=1, ge=1, le=MAX_FLEET_SIZE)
 
     @model_validator(mode="after")
     def _ordered(self) -> Capacity:
@@ -127,20 +228,20 @@ class Scaling(_Strict):
     """Capacity matching (the MatchCapacity workflow): it keeps the fleet between capacity.min and
     capacity.max, sized for the demand the fleet's model server publishes to CloudWatch."""
 
-    enabled: bool = Field(default=True, description="False: the fleet keeps capacity.desired; ticks skip it")
-    capacity_per_instance_rps: float | None = Field(
+    enabled: StrictBool = Field(default=True, description="False: the fleet keeps capacity.desired; ticks skip it")
+    capacity_per_instance_rps: StrictNumber | None = Field(
         default=None, gt=0,
         description="requests/s one instance serves through your model server; the policy uses the smaller of "
                     "it and the batch-1 throughput measured at validation (the model alone is at most as fast as "
                     "measured, the server in front of it may be slower); unset: the measured figure")
-    target_utilisation: float = Field(default=1.0, gt=0, le=1,
+    target_utilisation: StrictNumber = Field(default=1.0, gt=0, le=1,
                                       description="of the per-instance capacity: below 1 keeps spare room")
-    warm_pool_size: int = Field(
+    warm_pool_size: StrictInt = Field(
         default=0, ge=0, le=MAX_FLEET_SIZE,
         description="at most this many validated instances are kept stopped (paying for their EBS volume only) and "
                     "resumed first on scale-out, in minutes instead of a launch; scale-in stops instances into the "
                     "pool while it has room. Not counted in capacity.max")
-    warm_pool_prefill: bool = Field(
+    warm_pool_prefill: StrictBool = Field(
         default=True, description="a new fleet's first ProvisionFleet also launches, validates and stops "
                                   "warm_pool_size instances, so the pool is full before the first surge")
 
@@ -152,8 +253,8 @@ class ModelArtifactRef(_Strict):
     """A packed artifact (`eiplane artifact pack` / `push`) in the fleet's prefix of the
     artifacts bucket, and the precisions each instance must reproduce its outputs in."""
 
-    name: str = Field(pattern=SLUG_PATTERN)
-    version: str = Field(pattern=SLUG_PATTERN)
+    name: StrictStr = Field(pattern=SLUG_PATTERN)
+    version: StrictStr = Field(pattern=SLUG_PATTERN)
     precisions: tuple[Precision, ...] = Field(default=("fp32",), min_length=1)
 
     @field_validator("precisions")
@@ -165,15 +266,20 @@ class ModelArtifactRef(_Strict):
 
 
 class FleetSpec(_Strict):
-    name: str = Field(pattern=FLEET_NAME_PATTERN, description="lower-case letters, digits, '-'; 3-32 chars")
-    region: str = Field(pattern=REGION_PATTERN)
+    name: StrictStr = Field(pattern=FLEET_NAME_PATTERN, description="lower-case letters, digits, '-'; 3-32 chars")
+    region: StrictStr = Field(pattern=REGION_PATTERN, description="a region of botocore's endpoint data")
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     backend: Backend
     capacity: Capacity = Field(default_factory=Capacity)
     scaling: Scaling = Field(default_factory=Scaling)
     model: ModelArtifactRef
-    tags: dict[str, str] = Field(default_factory=dict)
-    dry_run: bool = Field(default=False, description="plan the prerequisites, change nothing")
+    tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    dry_run: StrictBool = Field(default=False, description="plan the prerequisites, change nothing")
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        return check_region(region)
 
     @field_validator("tags")
     @classmethod
@@ -181,23 +287,44 @@ class FleetSpec(_Strict):
         problems = []
         if len(tags) > MAX_USER_TAGS:
             problems.append(f"at most {MAX_USER_TAGS} tags (got {len(tags)})")
-        for key, value in tags.items():
+        for key, value in list(tags.items())[:MAX_USER_TAGS + 1]:  # a few problems name enough tags
             if not 1 <= len(key) <= 128:
-                problems.append(f"key {key!r} must be 1-128 characters")
+                problems.append(f"key {quoted(key)} must be 1-128 characters")
             if key.lower().startswith(("aws:", "eiplane:")):
-                problems.append(f"key {key!r} uses a reserved prefix (aws:, eiplane:)")
+                problems.append(f"key {quoted(key)} uses a reserved prefix (aws:, eiplane:)")
             if len(value) > 256:
-                problems.append(f"value of {key!r} is longer than 256 characters")
-            if not re.fullmatch(r"[\w\s.:/=+\-@]*", key + value):
-                problems.append(f"tag {key!r} has characters EC2 and IAM tags do not allow")
+                problems.append(f"value of {quoted(key)} is longer than 256 characters")
+            refused = sorted({c for c in key[:129] + value[:257] if not _tag_character(c)})
+            if refused:
+                problems.append(f"tag {quoted(key)} has characters EC2 and IAM tags do not allow: "
+                                f"{quoted(''.join(refused))} (allowed: letters, numbers, spaces and _ . : / = + - @)")
         if problems:
             raise ValueError("; ".join(problems))
         return tags
 
 
+MAX_LOCATION_PART_CHARS = 40
+MAX_DETAIL_CHARS = 560
+
+
+def location_part(part: str | int) -> str:
+    """A field name as given, or quoted when it is long or unprintable (extra keys are input too)."""
+    text = str(part)
+    if len(text) <= MAX_LOCATION_PART_CHARS and text.isprintable() and text.strip() == text:
+        return text
+    return quoted(text)
+
+
 def _describe(error: Any) -> str:
-    location = ".".join(str(part) for part in error["loc"]) or "spec"
-    message = error["msg"].removeprefix("Value error, ")
+    location = ".".join(location_part(part) for part in error["loc"]) or "spec"
+    if error["type"] == "union_tag_invalid":  # pydantic's message quotes the tag whole
+        context = error["ctx"]
+        message = (f"Input tag {quoted(str(context['tag']))} found using {context['discriminator']} does not match "
+                   f"any of the expected tags: {context['expected_tags']}")
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    if len(message) > MAX_DETAIL_CHARS:
+        message = message[:MAX_DETAIL_CHARS] + f"... ({len(message) - MAX_DETAIL_CHARS} more characters)"
     return f"{location}: {message}"
 
 

@@ -1,16 +1,22 @@
-"""The first state: validate the spec, then resolve where the fleet runs. Read-only."""
+"""The first state: validate the spec, then check what it names (its image, the region the fleet
+already runs in) and resolve where the fleet runs. Read-only: every problem is an InvalidFleetSpec
+raised before anything exists."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from eiplane import backends
-from eiplane.aws import aws_errors, client, paginate
+from eiplane.aws import aws_errors, client, error_code, paginate
 from eiplane.errors import BackendUnavailable, InvalidFleetSpec
 from eiplane.models.prerequisites import Placement, SubnetPlacement, ValidatedFleet
-from eiplane.models.spec import FleetSpec, parse_fleet_spec
+from eiplane.models.spec import FleetSpec, looks_like_ami_id, parse_fleet_spec
 from eiplane.observability import logger
 from eiplane.settings import get_settings
+from eiplane.state import fleet_key, registry_key
 
 # A 0.0.0.0/0 route through one of these reaches the internet (and so the public SSM and
 # S3 endpoints); anything else, or none, means the subnet needs VPC endpoints.
@@ -26,12 +32,80 @@ def validate_fleet(raw_spec: Any) -> ValidatedFleet:
             + ". The eia backend runs only on the embedded AWS (eiplane local)."
         )
     with aws_errors():
-        placement = resolve_placement(spec)
+        problems = region_problems(spec) + image_problems(spec)
+        try:
+            placement = resolve_placement(spec)
+        except InvalidFleetSpec as exc:
+            raise InvalidFleetSpec(problems + exc.problems) from None
+    if problems:
+        raise InvalidFleetSpec(problems)
     logger.info(f"fleet spec accepted: {spec.name} ({spec.backend.type}) in {placement.vpc_id}", extra={
         "fleet": spec.name, "backend": spec.backend.type, "instance_types": spec.backend.instance_types,
         "subnets": [s.subnet_id for s in placement.subnets],
         "private_subnets": [s.subnet_id for s in placement.private_subnets]})
     return ValidatedFleet(spec=spec, placement=placement)
+
+
+def region_problems(spec: FleetSpec) -> list[str]:
+    """State is keyed by the fleet's name alone, so the same name applied in another region would
+    orphan the instances of the first: the fleet's registry item (what ProvisionFleet applied) and
+    its prerequisites record (written before any instance exists) say where it runs."""
+    settings = get_settings()
+    dynamodb = client("dynamodb", settings.region)
+    for key, verb, region_of in (
+        (registry_key(spec.name), "registered", _registered_region),
+        (fleet_key(spec.name, "PREREQUISITES"), "recorded", _recorded_region),
+    ):
+        item = dynamodb.get_item(TableName=settings.state_table, Key=key, ConsistentRead=True).get("Item") or {}
+        region = region_of(item)
+        if region is not None and region != spec.region:
+            by = item.get(f"{verb}_by", {}).get("S", "unknown")
+            return [f"region: fleet {spec.name} runs in {region} ({verb} by execution {by}); "
+                    "a fleet cannot move regions: delete it there first, or give this one another name"]
+    return []
+
+
+def _registered_region(item: dict[str, Any]) -> str | None:
+    try:
+        region = json.loads(item["spec"]["S"])["region"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return region if isinstance(region, str) else None
+
+
+def _recorded_region(item: dict[str, Any]) -> str | None:
+    region = item.get("region", {}).get("S")
+    return region if isinstance(region, str) else None
+
+
+def image_problems(spec: FleetSpec) -> list[str]:
+    """The backend's image parameter exists, holds an AMI id, and that image exists: what PlanLaunch
+    needs, checked before anything is created. The value is never quoted unless it is an AMI id (a
+    parameter of the account may hold anything)."""
+    parameter = spec.backend.resolved_image_parameter
+    named = f"backend.image_parameter: SSM parameter {parameter}" + (
+        "" if spec.backend.image_parameter else f" (the {spec.backend.type} backend's default)")
+    try:
+        value = client("ssm", spec.region).get_parameter(Name=parameter)["Parameter"].get("Value")
+    except ClientError as exc:
+        if error_code(exc) == "ParameterNotFound":
+            return [f"{named} does not exist in {spec.region}: AWS retires framework-versioned image names; "
+                    "set backend.image_parameter to a current one"]
+        raise
+    if not looks_like_ami_id(value):
+        return [f"{named} does not hold an AMI id ('ami-' and hex digits); its value is not shown"]
+    try:
+        images = client("ec2", spec.region).describe_images(ImageIds=[value])["Images"]
+    except ClientError as exc:
+        if not error_code(exc).startswith("InvalidAMIID."):
+            raise
+        images = []
+    if not images:
+        return [f"{named} names {value}, which does not exist in {spec.region} (or is not shared with this account)"]
+    state = images[0].get("State", "available")
+    if state != "available":
+        return [f"{named} names {value}, which is {state}, not available"]
+    return []
 
 
 def resolve_placement(spec: FleetSpec) -> Placement:

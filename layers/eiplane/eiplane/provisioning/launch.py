@@ -1,11 +1,19 @@
-"""LaunchInstance: one slot's instance, placed where there is capacity.
+"""LaunchInstance: one slot's instance, placed where there is capacity, launched once.
 
 Candidates are tried in order: the preferred instance type in each of the fleet's zones
 (starting at a zone that depends on the slot, to spread slots), then the next allowed type.
 Capacity and unsupported-type errors move on to the next candidate; a quota error stops at
-once and names the quota; throttling is botocore's and then the ASL's to retry; a profile EC2
-cannot see yet is the ASL's to retry briefly. Every RunInstances carries a ClientToken derived
-from (fleet, slot, generation, type, subnet), so a retried step gets the same instance back.
+once and names the quota; throttling and server errors are botocore's and then the ASL's to
+retry; a profile EC2 cannot see yet is the ASL's to retry briefly.
+
+A slot generation launches at most one instance, however often its step runs (a retried step,
+a lost RunInstances answer, a state write that failed after the launch, a Lambda that timed out):
+- an instance already tagged with the slot and generation is taken, not launched again;
+- each candidate's RunInstances carries a ClientToken derived from (fleet, region, slot,
+  generation, instance type, subnet): retried, the same request gets the same instance back;
+- the candidate is recorded in the slot before it is tried, and a step that runs again resumes
+  at the recorded candidate instead of walking the list from the start (a retried step could
+  otherwise launch in the first candidate after an earlier run launched in the second).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from eiplane.models.spec import EiaBackend, FleetSpec
 from eiplane.observability import logger
 from eiplane.prerequisites.placement import offered_zones
 from eiplane.provisioning.lifecycle import record_state
-from eiplane.state import save_slot
+from eiplane.state import load_slot, save_slot
 
 NEXT_CANDIDATE = {"InsufficientInstanceCapacity", "InsufficientCapacity", "Unsupported",
                   "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity"}
@@ -45,8 +53,25 @@ def quota_name(instance_type: str) -> str:
 
 
 def client_token(spec: FleetSpec, index: int, generation: int, instance_type: str, subnet: str) -> str:
-    digest = hashlib.sha256(f"{spec.name}/{index}/{generation}/{instance_type}/{subnet}".encode()).hexdigest()
+    digest = hashlib.sha256(
+        f"{spec.region}/{spec.name}/{index}/{generation}/{instance_type}/{subnet}".encode()).hexdigest()
     return f"eiplane-{digest[:48]}"  # ClientToken: at most 64 ASCII characters
+
+
+LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+
+
+def slot_instances(ec2: Any, spec: FleetSpec, index: int, generation: int | None = None,
+                   states: list[str] | None = None) -> list[dict[str, Any]]:
+    """The fleet's instances tagged with this slot (and generation), in `states` (live ones by default)."""
+    filters = [{"Name": f"tag:{naming.TAG_FLEET}", "Values": [spec.name]},
+               {"Name": f"tag:{naming.TAG_MANAGED_BY}", "Values": [naming.PROJECT]},
+               {"Name": "tag:eiplane:slot", "Values": [str(index)]},
+               {"Name": "instance-state-name", "Values": states or LIVE_STATES}]
+    if generation is not None:
+        filters.append({"Name": "tag:eiplane:generation", "Values": [str(generation)]})
+    return [i for page in ec2.get_paginator("describe_instances").paginate(Filters=filters)
+            for r in page["Reservations"] for i in r["Instances"]]
 
 
 def candidates(spec: FleetSpec, subnets: list[SubnetPlacement], index: int,
@@ -91,10 +116,26 @@ def _resumed(ec2: Any, instance_id: str) -> LaunchResult:
 def _launch(ec2: Any, request: SlotInput) -> LaunchResult:
     spec, slot, shared = request.spec, request.slot, request.launch
     subnets = request.placement.subnets
+    existing = slot_instances(ec2, spec, slot.index, slot.generation)
+    if existing:  # this slot generation launched before (an earlier run of this step): take it
+        instance = sorted(existing, key=lambda i: i["InstanceId"])[0]
+        logger.info(f"slot {slot.index}: {instance['InstanceId']} was launched by an earlier run of this step")
+        return LaunchResult(instance_id=instance["InstanceId"], instance_type=instance["InstanceType"],
+                            subnet_id=instance["SubnetId"], availability_zone=instance["Placement"]["AvailabilityZone"],
+                            image_id=instance["ImageId"], attempts=[], resumed=False, mutating_calls=[])
     offered = offered_zones(spec, request.placement.availability_zones)
     attempts: list[str] = []
-    for instance_type, subnet in candidates(spec, subnets, slot.index, offered):
+    ordered = candidates(spec, subnets, slot.index, offered)
+    recorded = (load_slot(spec.name, slot.index) or {}).get("launch_attempt") or {}
+    if recorded.get("generation") == slot.generation:  # resume at the candidate tried last, not the first
+        keys = [f"{t}/{s.subnet_id}" for t, s in ordered]
+        if recorded.get("candidate") in keys:
+            ordered = ordered[keys.index(recorded["candidate"]):]
+    for instance_type, subnet in ordered:
         where = f"{instance_type} in {subnet.availability_zone}"
+        save_slot(spec.name, slot.index, {"launch_attempt": {
+            "generation": slot.generation, "candidate": f"{instance_type}/{subnet.subnet_id}",
+            "execution": request.context.execution_id}})
         try:
             reservation = ec2.run_instances(**run_request(request, instance_type, subnet.subnet_id))
         except ClientError as exc:

@@ -73,15 +73,23 @@ def failure_reason(error: dict[str, Any]) -> str:
 
 def terminate_slot(request: TerminateSlotInput) -> SlotOutcome:
     """The compensation every failed step of a slot is caught into: terminate the instance
-    (so nothing runs that is not in service) and record why."""
+    (so nothing runs that is not in service) and record why. A step that failed before its
+    result reached the state (a launch whose answer was lost, a Lambda that timed out right
+    after RunInstances) leaves no instance id here: the slot's instances are found by its tags."""
+    from eiplane.provisioning.launch import slot_instances
+
     reason = failure_reason(request.error)
     instance = request.instance
+    spec, slot = request.spec, request.slot
+    ec2 = client("ec2", spec.region)
     with record_api_calls() as calls, aws_errors():
+        ids = [instance.instance_id] if instance is not None else sorted(
+            i["InstanceId"] for i in slot_instances(ec2, spec, slot.index, slot.generation))
         # Recorded (and tagged) first: a termination that fails leaves the slot marked failed.
-        record_state(request.spec, request.slot.index, instance.instance_id if instance else None, "failed",
-                     {"reason": reason, "generation": request.slot.generation})
-        if instance is not None:
-            client("ec2", request.spec.region).terminate_instances(InstanceIds=[instance.instance_id])
+        record_state(spec, slot.index, ids[0] if ids else None, "failed",
+                     {"reason": reason, "generation": slot.generation})
+        if ids:
+            ec2.terminate_instances(InstanceIds=ids)
     logger.warning(f"slot {request.slot.index} failed: {reason}")
     return _outcome(request, instance, "failed", calls.mutating, reason=reason)
 

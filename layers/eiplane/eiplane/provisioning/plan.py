@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -18,7 +19,7 @@ from eiplane import naming
 from eiplane.aws import aws_errors, client, error_code, record_api_calls
 from eiplane.errors import ArtifactNotFound, ImageNotFound
 from eiplane.models.launch import IN_PROGRESS, AgentRef, ArtifactRef, LaunchPlanOutput, LaunchShared, PlanLaunchInput, SlotPlan
-from eiplane.models.spec import FleetSpec
+from eiplane.models.spec import FleetSpec, looks_like_ami_id
 from eiplane.observability import logger
 from eiplane.settings import get_settings
 from eiplane.state import load_slots, save_slot
@@ -31,7 +32,11 @@ def plan_launch(request: PlanLaunchInput) -> LaunchPlanOutput:
     spec = request.spec
     with record_api_calls() as calls, aws_errors():
         slots = load_slots(spec.name)
-        states = instance_states([s["instance_id"] for s in slots.values() if s.get("instance_id")], spec.region)
+        instances = fleet_instances(spec)
+        orphans = terminate_orphans(request, slots, instances)
+        states = {i: v["state"] for i, v in instances.items() if i not in orphans}
+        states |= instance_states([s["instance_id"] for s in slots.values()
+                                   if s.get("instance_id") and s["instance_id"] not in instances], spec.region)
         in_service, in_flight, to_provision = _choose_slots(request, slots, states)
         shared = _shared(request) if to_provision else None
         _reserve(request, slots, to_provision)
@@ -105,6 +110,58 @@ def _reserve(request: PlanLaunchInput, slots: dict[int, dict], chosen: list[Slot
                                                   "generation": slot.generation, "reason": ""})
 
 
+KEPT_STATES = {*IN_PROGRESS, "in_service", "draining", "warm"}
+
+
+def fleet_instances(spec: FleetSpec) -> dict[str, dict[str, Any]]:
+    """Every live instance tagged as the fleet's (found by tags, not only by the state table):
+    id -> {state, slot, generation}."""
+    found: dict[str, dict[str, Any]] = {}
+    for page in client("ec2", spec.region).get_paginator("describe_instances").paginate(Filters=[
+            {"Name": f"tag:{naming.TAG_FLEET}", "Values": [spec.name]},
+            {"Name": f"tag:{naming.TAG_MANAGED_BY}", "Values": [naming.PROJECT]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]):
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                tags = naming.from_aws_tags(instance.get("Tags"))
+                found[instance["InstanceId"]] = {
+                    "state": instance["State"]["Name"],
+                    "slot": int(tags["eiplane:slot"]) if tags.get("eiplane:slot", "").isdigit() else None,
+                    "generation": int(tags["eiplane:generation"]) if tags.get("eiplane:generation", "").isdigit() else None}
+    return found
+
+
+def _orphaned(request: PlanLaunchInput, slots: dict[int, dict[str, Any]],
+              instances: dict[str, dict[str, Any]]) -> list[str]:
+    """Instances of the fleet that no slot accounts for: their slot names another instance, or failed
+    (a compensation whose termination failed), or they are a launch no running execution drives any more
+    (a launch whose answer was lost, a step that timed out after RunInstances)."""
+    orphans = []
+    for instance_id, found in instances.items():
+        record = slots.get(found["slot"]) if found["slot"] is not None else None
+        if found["slot"] is None:
+            continue  # tagged as the fleet's by hand: not a slot's, not eiplane's to remove
+        if record is not None and record.get("instance_id") == instance_id and record.get("state") in KEPT_STATES:
+            continue
+        launching = record is not None and record.get("generation") == found["generation"] and \
+            record.get("state") in ("planned", "launching") and record.get("execution") not in (None, "") and (
+                record["execution"] == request.context.execution_id or execution_running(str(record["execution"])))
+        if launching:
+            continue  # launched by a step still on its way, its instance id not recorded yet
+        orphans.append(instance_id)
+    return sorted(orphans)
+
+
+def terminate_orphans(request: PlanLaunchInput, slots: dict[int, dict[str, Any]],
+                      instances: dict[str, dict[str, Any]]) -> list[str]:
+    orphans = _orphaned(request, slots, instances)
+    if orphans:
+        logger.warning(f"terminating {len(orphans)} instance(s) of fleet {request.spec.name} that no slot accounts "
+                       f"for: {', '.join(orphans)}", extra={"orphans": orphans})
+        client("ec2", request.spec.region).terminate_instances(InstanceIds=orphans)
+    return orphans
+
+
 def execution_running(execution_arn: str) -> bool:
     try:
         status = client("stepfunctions", get_settings().region).describe_execution(executionArn=execution_arn)["status"]
@@ -158,13 +215,22 @@ def resolve_image(spec: FleetSpec) -> str:
                 f"SSM parameter {parameter} does not exist in {spec.region}: AWS retires framework-versioned "
                 "image names; set backend.image_parameter to a current one") from exc
         raise
+    if not looks_like_ami_id(value):  # a parameter of the account may hold anything: never quoted
+        raise ImageNotFound(f"SSM parameter {parameter} in {spec.region} does not hold an AMI id ('ami-' and hex "
+                            "digits); its value is not shown")
     return str(value)
 
 
 def root_device_name(spec: FleetSpec, image_id: str) -> str:
-    images = client("ec2", spec.region).describe_images(ImageIds=[image_id])["Images"]
+    named = image_id if looks_like_ami_id(image_id) else "a value that is not an AMI id (not shown)"
+    try:
+        images = client("ec2", spec.region).describe_images(ImageIds=[image_id])["Images"]
+    except ClientError as exc:  # InvalidAMIID.Malformed / NotFound quote the id they were given
+        if not error_code(exc).startswith("InvalidAMIID."):
+            raise
+        images = []
     if not images:
-        raise ImageNotFound(f"{spec.backend.resolved_image_parameter} names {image_id}, which does not exist "
+        raise ImageNotFound(f"{spec.backend.resolved_image_parameter} names {named}, which does not exist "
                             f"in {spec.region} (or is not shared with this account)")
     return str(images[0].get("RootDeviceName", "/dev/sda1"))
 
