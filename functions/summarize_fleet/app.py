@@ -1,4 +1,4 @@
-"""SummarizeFleet: every slot's outcome, and the fleet report (the execution's output)."""
+"""SummarizeFleet: the fleet as it is now; the whole report to S3, its summary the execution's output."""
 
 from typing import Any
 
@@ -15,9 +15,9 @@ from eiplane.provisioning.lifecycle import summarize
 @metrics.log_metrics
 @event_parser(model=SummarizeFleetInput)
 def lambda_handler(event: SummarizeFleetInput, context: LambdaContext) -> dict[str, Any]:
-    report = summarize(event)
-    metrics.add_dimension(name="Fleet", value=report.fleet)
-    metrics.add_metric(name="InstancesInService", unit=MetricUnit.Count, value=report.in_service)
-    metrics.add_metric(name="SlotsFailed", unit=MetricUnit.Count, value=len(report.instances) - report.in_service)
-    logger.info(report.message, extra={"complete": report.complete})
-    return report.model_dump(mode="json")
+    summary = summarize(event)
+    metrics.add_dimension(name="Fleet", value=summary.fleet)
+    metrics.add_metric(name="InstancesInService", unit=MetricUnit.Count, value=summary.in_service)
+    metrics.add_metric(name="SlotsFailed", unit=MetricUnit.Count, value=summary.failed)
+    logger.info(summary.message, extra={"complete": summary.complete, "report": summary.report.uri})
+    return summary.model_dump(mode="json")

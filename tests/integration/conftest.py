@@ -121,8 +121,8 @@ def spec_for(backend: str, desired: int = 0, **overrides: Any) -> dict[str, Any]
     return spec
 
 
-def outcomes(result: ExecutionResult) -> dict[tuple[str, str], str]:
-    return {(p["kind"], p["name"]): p["outcome"] for p in result.output["prerequisites"]}
+def outcomes(aws: EmbeddedAws, result: ExecutionResult) -> dict[tuple[str, str], str]:
+    return {(p["kind"], p["name"]): p["outcome"] for p in fleet_report(aws, result)["prerequisites"]}
 
 
 def failed_lambda_errors(result: ExecutionResult) -> list[str]:
@@ -154,3 +154,14 @@ def private_vpc(aws: EmbeddedAws, dns_hostnames: bool = False) -> dict[str, Any]
     subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.77.{i}.0/24", AvailabilityZone=zone)["Subnet"]["SubnetId"]
                for i, zone in enumerate(("us-east-1a", "us-east-1b"))]
     return {"vpc_id": vpc, "subnet_ids": subnets}
+
+
+def fleet_report(aws: EmbeddedAws, result: ExecutionResult) -> dict[str, Any]:
+    """The whole report of a ProvisionFleet execution, read from S3: its output (or, when it failed as
+    FleetIncomplete, SummarizeFleet's) is the fleet's summary, which names it."""
+    from eiplane.cli.progress import fleet_summary_from_history, full_report
+
+    summary = result.output if result.status == "SUCCEEDED" else fleet_summary_from_history(result)
+    report = full_report(aws.client("s3"), summary)
+    assert report is not None, f"{result.arn} has no fleet report ({result.status} {result.error})"
+    return report

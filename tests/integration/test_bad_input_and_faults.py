@@ -18,6 +18,7 @@ from tests.integration.conftest import (
     EMPTY_INVENTORY,
     Faults,
     failed_lambda_errors,
+    fleet_report,
     managed_inventory,
     private_vpc,
     spec_for,
@@ -157,7 +158,7 @@ def test_access_denied_fails_with_the_action_named_and_rerun_completes(aws: Embe
     # What EnsureNetwork created is tagged and found again: the re-run completes, no duplicate.
     rerun = aws.run(spec_for("gpu"), name="gpu-2")
     assert rerun.status == "SUCCEEDED", rerun.cause
-    by_kind = {p["kind"]: p["outcome"] for p in rerun.output["prerequisites"]}
+    by_kind = {p["kind"]: p["outcome"] for p in fleet_report(aws, rerun)["prerequisites"]}
     assert by_kind == {"security_group": "found", "iam_role": "created", "instance_profile": "created"}
 
 

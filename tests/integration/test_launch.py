@@ -3,7 +3,6 @@ the real ASL and handlers on the embedded AWS, the real agent on this machine's 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,8 @@ from typing import Any
 import pytest
 
 from eiplane.artifacts.push import push
-from eiplane.executions import ExecutionResult
 from eiplane.local.engine import EmbeddedAws
-from tests.integration.conftest import Faults, failed_lambda_errors, spec_for
+from tests.integration.conftest import Faults, failed_lambda_errors, fleet_report, spec_for
 
 SLOT_STATES = ["LaunchInstance", "AwaitAgent", "SendValidation", "AwaitValidation", "PutInService"]
 
@@ -52,13 +50,6 @@ def assert_only_in_service_instances_run(aws: EmbeddedAws, fleet: str) -> None:
     assert set(running_instances(aws)) == in_service
 
 
-def summary_output(result: ExecutionResult) -> dict[str, Any]:
-    """SummarizeFleet's output, also there when the execution failed as FleetIncomplete."""
-    exited = [e for e in result.events if e["type"] == "TaskStateExited"
-              and e["stateExitedEventDetails"]["name"] == "SummarizeFleet"]
-    return json.loads(exited[-1]["stateExitedEventDetails"]["output"])["fleet"]
-
-
 @pytest.fixture
 def gpu_fleet(aws: EmbeddedAws, artifact_dir: Path) -> Iterator[dict[str, Any]]:
     push_artifact(aws, "demo-gpu", artifact_dir)
@@ -69,8 +60,9 @@ def test_two_instances_validated_by_inference_and_put_in_service(aws: EmbeddedAw
     result = aws.run(gpu_fleet, name="gpu-1")
 
     assert result.status == "SUCCEEDED", result.cause
-    report = result.output
-    assert (report["desired"], report["in_service"], report["complete"]) == (2, 2, True)
+    summary = result.output  # the execution's output: counts and where the whole report is
+    assert (summary["desired"], summary["in_service"], summary["complete"]) == (2, 2, True)
+    report = fleet_report(aws, result)
     for slot_state in SLOT_STATES:
         assert result.states_entered().count(slot_state) == 2
     instances = running_instances(aws)
@@ -106,9 +98,10 @@ def test_rerun_adds_no_instance_and_makes_no_mutating_call(aws: EmbeddedAws, gpu
     second = aws.run(gpu_fleet, name="gpu-2")
 
     assert first.status == second.status == "SUCCEEDED"
-    assert second.output["mutating_calls"] == []
-    assert sorted(running_instances(aws)) == sorted(i["instance_id"] for i in first.output["instances"])
-    assert [i["instance_id"] for i in second.output["instances"]] == [i["instance_id"] for i in first.output["instances"]]
+    assert fleet_report(aws, second)["mutating_calls"] == [] and second.output["mutating_call_count"] == 0
+    assert sorted(running_instances(aws)) == sorted(i["instance_id"] for i in fleet_report(aws, first)["instances"])
+    assert [i["instance_id"] for i in fleet_report(aws, second)["instances"]] == [
+        i["instance_id"] for i in fleet_report(aws, first)["instances"]]
     assert "LaunchInstance" not in second.states_entered()
 
 
@@ -120,7 +113,7 @@ def test_eia_instances_carry_their_accelerator(aws: EmbeddedAws, artifact_dir: P
     (instance,) = running_instances(aws).values()
     (association,) = instance["ElasticInferenceAcceleratorAssociations"]
     assert association["ElasticInferenceAcceleratorAssociationState"] == "associated"
-    assert result.output["instances"][0]["validation"]["requested_device"] == "eia"
+    assert fleet_report(aws, result)["instances"][0]["validation"]["requested_device"] == "eia"
 
 
 def test_tampered_artifact_is_rejected_before_loading_and_the_instance_terminated(
@@ -131,7 +124,7 @@ def test_tampered_artifact_is_rejected_before_loading_and_the_instance_terminate
 
     assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
     assert "ArtifactRejected" in failed_lambda_errors(result)
-    (outcome,) = summary_output(result)["instances"]
+    (outcome,) = fleet_report(aws, result)["instances"]
     assert outcome["state"] == "failed" and "model.pt" in outcome["reason"]
     assert running_instances(aws) == {}
     assert slot_records(aws, "demo-gpu")[0]["state"] == "failed"
@@ -156,7 +149,7 @@ def test_outputs_beyond_tolerance_fail_validation(aws: EmbeddedAws, artifact_dir
     result = aws.run(fleet_spec("gpu", desired=1), name="gpu-1")
 
     assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
-    (outcome,) = summary_output(result)["instances"]
+    (outcome,) = fleet_report(aws, result)["instances"]
     assert outcome["reason"].startswith("ValidationFailed:")
     assert running_instances(aws) == {}
 
@@ -169,7 +162,7 @@ def test_agent_that_never_registers_is_terminated(aws: EmbeddedAws, gpu_fleet: d
     assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
     assert failed_lambda_errors(result).count("AgentNotReady") == 13
     assert 9 * 60 < aws.clock.seconds - before < 13 * 60
-    (outcome,) = summary_output(result)["instances"]
+    (outcome,) = fleet_report(aws, result)["instances"]
     assert outcome["reason"].startswith("AgentNotReady:")
     assert running_instances(aws) == {}
     assert "SendValidation" not in result.states_entered()
@@ -183,7 +176,7 @@ def test_capacity_error_in_the_first_zone_moves_to_the_next(aws: EmbeddedAws, gp
     result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
 
     assert result.status == "SUCCEEDED", result.cause
-    (outcome,) = result.output["instances"]
+    (outcome,) = fleet_report(aws, result)["instances"]
     assert outcome["availability_zone"] != "us-east-1a"
     assert outcome["attempts"] == ["g5.xlarge in us-east-1a: InsufficientInstanceCapacity"]
     assert_only_in_service_instances_run(aws, "demo-gpu")
@@ -195,7 +188,7 @@ def test_no_capacity_anywhere_moves_to_the_next_instance_type(aws: EmbeddedAws, 
     result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
 
     assert result.status == "SUCCEEDED", result.cause
-    (outcome,) = result.output["instances"]
+    (outcome,) = fleet_report(aws, result)["instances"]
     assert outcome["instance_type"] == "g6.xlarge"
     assert len(outcome["attempts"]) == 5  # g5.xlarge in each of the five zones offering it
     assert_only_in_service_instances_run(aws, "demo-gpu")
@@ -209,7 +202,7 @@ def test_quota_error_fails_fast_and_names_the_quota(aws: EmbeddedAws, gpu_fleet:
     assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
     assert failed_lambda_errors(result) == ["QuotaExceeded"]  # no retry
     assert faults.triggered["ec2:RunInstances:VcpuLimitExceeded"] == 1  # no other zone or type tried
-    (outcome,) = summary_output(result)["instances"]
+    (outcome,) = fleet_report(aws, result)["instances"]
     assert "Running On-Demand G and VT instances" in outcome["reason"]
     assert running_instances(aws) == {}
 

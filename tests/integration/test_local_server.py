@@ -147,8 +147,10 @@ def test_readme_local_server_lines_run_as_written_without_aws_configuration(loca
     assert started["executionArn"] == f"{machine.replace(':stateMachine:', ':execution:')}:try-1"
     first = wait_for_execution(sdk(local_server, "stepfunctions"), started["executionArn"], timeout_s=240, poll_s=0.2)
     assert first.status == "SUCCEEDED", first.error_message()
-    report = first.output
-    assert report["summary"] == {"found": 0, "created": 3, "repaired": 0}
+    summary = first.output  # the fleet's summary: the whole report is the S3 object it names
+    assert summary["summary"] == {"found": 0, "created": 3, "repaired": 0} and summary["in_service"] == 2
+    report = json.loads(sdk(local_server, "s3").get_object(
+        Bucket=summary["report"]["bucket"], Key=summary["report"]["key"])["Body"].read())
     assert report["in_service"] == 2 and all(i["validation"]["passed"] for i in report["instances"])
     groups = aws_cli(local_server, "ec2", "describe-security-groups", "--filters",
                      "Name=tag:eiplane:fleet,Values=demo-gpu")["SecurityGroups"]

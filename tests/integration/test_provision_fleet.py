@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from eiplane.local.engine import EmbeddedAws
-from tests.integration.conftest import EMPTY_INVENTORY, managed_inventory, outcomes, private_vpc, spec_for
+from tests.integration.conftest import EMPTY_INVENTORY, fleet_report, managed_inventory, outcomes, private_vpc, spec_for
 
 APPLY_STATES = [
     "ValidateFleetSpec", "PlanPrerequisites", "ApplyOrPlanOnly", "EnsureNetwork", "EnsureInstanceRole",
@@ -24,12 +24,12 @@ def test_gpu_fleet_in_public_subnets_gets_group_role_and_profile_and_no_endpoint
 
     assert result.status == "SUCCEEDED", result.cause
     assert result.states_entered() == APPLY_STATES
-    assert outcomes(result) == {
+    assert outcomes(aws, result) == {
         ("security_group", "eiplane-demo-gpu-instances"): "created",
         ("iam_role", "eiplane-demo-gpu-instance"): "created",
         ("instance_profile", "eiplane-demo-gpu-instance"): "created",
     }
-    group = _group(aws, result.output["instance_security_group_id"])
+    group = _group(aws, fleet_report(aws, result)["instance_security_group_id"])
     assert group["IpPermissions"] == []
     assert [(p["IpProtocol"], p.get("FromPort"), p["IpRanges"]) for p in group["IpPermissionsEgress"]] == [
         ("tcp", 443, [{"CidrIp": "0.0.0.0/0"}])]
@@ -38,7 +38,7 @@ def test_gpu_fleet_in_public_subnets_gets_group_role_and_profile_and_no_endpoint
     assert aws.client("ec2").describe_vpc_endpoints()["VpcEndpoints"] == []
     profile = aws.client("iam").get_instance_profile(InstanceProfileName="eiplane-demo-gpu-instance")
     assert [r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == ["eiplane-demo-gpu-instance"]
-    assert result.output["state_record"] == "written"
+    assert fleet_report(aws, result)["state_record"] == "written"
 
 
 def test_rerun_finds_everything_and_makes_no_mutating_call(aws: EmbeddedAws) -> None:
@@ -47,13 +47,13 @@ def test_rerun_finds_everything_and_makes_no_mutating_call(aws: EmbeddedAws) -> 
     second = aws.run(spec_for("eia"), name="eia-2")
 
     assert first.status == second.status == "SUCCEEDED"
-    assert first.output["mutating_calls"], "the first run must have created something"
-    assert set(outcomes(second).values()) == {"found"}
-    assert second.output["mutating_calls"] == []
-    assert second.output["state_record"] == "unchanged"
+    assert fleet_report(aws, first)["mutating_calls"], "the first run must have created something"
+    assert set(outcomes(aws, second).values()) == {"found"}
+    assert fleet_report(aws, second)["mutating_calls"] == []
+    assert fleet_report(aws, second)["state_record"] == "unchanged"
     assert managed_inventory(aws) == before
-    assert {(p["kind"], p["id"]) for p in first.output["prerequisites"]} == \
-        {(p["kind"], p["id"]) for p in second.output["prerequisites"]}
+    assert {(p["kind"], p["id"]) for p in fleet_report(aws, first)["prerequisites"]} == \
+        {(p["kind"], p["id"]) for p in fleet_report(aws, second)["prerequisites"]}
 
 
 def test_eia_fleet_gets_private_dns_endpoint_with_separate_https_only_group(aws: EmbeddedAws) -> None:
@@ -67,14 +67,14 @@ def test_eia_fleet_gets_private_dns_endpoint_with_separate_https_only_group(aws:
     assert endpoint["PrivateDnsEnabled"] is True
     zones = {s["AvailabilityZone"] for s in ec2.describe_subnets(SubnetIds=endpoint["SubnetIds"])["Subnets"]}
     assert len(zones) == len(endpoint["SubnetIds"]), "one subnet per availability zone"
-    instance_group = result.output["instance_security_group_id"]
+    instance_group = fleet_report(aws, result)["instance_security_group_id"]
     (endpoint_group_id,) = [g["GroupId"] for g in endpoint["Groups"]]
     assert endpoint_group_id != instance_group
     endpoint_group = _group(aws, endpoint_group_id)
     assert [(p["IpProtocol"], p["FromPort"], p["ToPort"], [g["GroupId"] for g in p["UserIdGroupPairs"]], p["IpRanges"])
             for p in endpoint_group["IpPermissions"]] == [("tcp", 443, 443, [instance_group], [])]
     assert endpoint_group["IpPermissionsEgress"] == []
-    assert ("region_support", "Elastic Inference offered in 6 of the fleet's zones") in outcomes(result)
+    assert ("region_support", "Elastic Inference offered in 6 of the fleet's zones") in outcomes(aws, result)
 
 
 def test_eia_instance_role_may_connect_to_elastic_inference_and_nothing_broader(aws: EmbeddedAws) -> None:
@@ -114,7 +114,7 @@ def test_inferentia_fleet_in_private_subnets_gets_ssm_and_s3_endpoints_and_vpc_d
     result = aws.run(spec_for("inferentia", network=network), name="inf2-1")
 
     assert result.status == "SUCCEEDED", result.cause
-    found = outcomes(result)
+    found = outcomes(aws, result)
     assert found[("vpc_dns", f"DNS support and hostnames of {network['vpc_id']}")] == "repaired"
     ec2 = aws.client("ec2")
     hostnames = ec2.describe_vpc_attribute(VpcId=network["vpc_id"], Attribute="enableDnsHostnames")
@@ -127,7 +127,7 @@ def test_inferentia_fleet_in_private_subnets_gets_ssm_and_s3_endpoints_and_vpc_d
     assert endpoints["s3"]["VpcEndpointType"] == "Gateway"
     tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [network["vpc_id"]]}])["RouteTables"]
     assert endpoints["s3"]["RouteTableIds"] == [tables[0]["RouteTableId"]]
-    billable = {p["name"] for p in result.output["prerequisites"] if p["billable"]}
+    billable = {p["name"] for p in fleet_report(aws, result)["prerequisites"] if p["billable"]}
     assert billable == {f"com.amazonaws.us-east-1.{s} (interface)" for s in ("ssm", "ssmmessages", "ec2messages")}
 
 
@@ -139,8 +139,9 @@ def test_two_fleets_in_one_vpc_share_the_endpoint_and_its_group(aws: EmbeddedAws
     (endpoint,) = aws.client("ec2").describe_vpc_endpoints()["VpcEndpoints"]
     (group,) = endpoint["Groups"]
     peers = {g["GroupId"] for p in _group(aws, group["GroupId"])["IpPermissions"] for g in p["UserIdGroupPairs"]}
-    assert peers == {first.output["instance_security_group_id"], second.output["instance_security_group_id"]}
-    assert outcomes(second)[("security_group", "eiplane-vpc-endpoints")] == "repaired"
+    assert peers == {fleet_report(aws, first)["instance_security_group_id"],
+                     fleet_report(aws, second)["instance_security_group_id"]}
+    assert outcomes(aws, second)[("security_group", "eiplane-vpc-endpoints")] == "repaired"
 
 
 def test_dry_run_plans_and_creates_nothing(aws: EmbeddedAws) -> None:
@@ -160,8 +161,8 @@ def test_state_record_holds_what_later_stages_use(aws: EmbeddedAws) -> None:
         TableName=aws.stack.outputs["FleetStateTableName"],
         Key={"pk": {"S": "FLEET#demo-gpu"}, "sk": {"S": "PREREQUISITES"}})["Item"]
 
-    assert item["instance_profile_arn"]["S"] == result.output["instance_profile_arn"]
-    assert item["instance_security_group_id"]["S"] == result.output["instance_security_group_id"]
+    assert item["instance_profile_arn"]["S"] == fleet_report(aws, result)["instance_profile_arn"]
+    assert item["instance_security_group_id"]["S"] == fleet_report(aws, result)["instance_security_group_id"]
     assert item["recorded_by"]["S"] == result.arn
 
 

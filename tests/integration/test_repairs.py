@@ -4,16 +4,18 @@ AWS up the way an interrupted run, a hand edit or the original setup script leav
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from eiplane.executions import ExecutionResult
 from eiplane.local.engine import EmbeddedAws
-from tests.integration.conftest import managed_inventory, outcomes, spec_for
+from tests.integration.conftest import fleet_report, managed_inventory, outcomes, spec_for
 
 ROLE = "eiplane-demo-gpu-instance"
 EIA_ROLE = "eiplane-demo-eia-instance"
 
 
-def _result_for(result, kind: str, name: str) -> dict:  # type: ignore[no-untyped-def]
-    (item,) = [p for p in result.output["prerequisites"] if p["kind"] == kind and p["name"] == name]
+def _result_for(aws: EmbeddedAws, result: ExecutionResult, kind: str, name: str) -> dict[str, Any]:
+    (item,) = [p for p in fleet_report(aws, result)["prerequisites"] if p["kind"] == kind and p["name"] == name]
     return item
 
 
@@ -24,12 +26,12 @@ def test_role_without_its_policy_gets_the_policy_back(aws: EmbeddedAws) -> None:
 
     result = aws.run(spec_for("gpu"), name="gpu-2")
 
-    role = _result_for(result, "iam_role", ROLE)
+    role = _result_for(aws, result, "iam_role", ROLE)
     assert role["outcome"] == "repaired"
     assert role["changes"] == ["put inline policy eiplane-instance-access"]
     assert iam.list_role_policies(RoleName=ROLE)["PolicyNames"] == ["eiplane-instance-access"]
     assert iam.list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"] == []
-    assert result.output["mutating_calls"] == ["iam:PutRolePolicy"]
+    assert fleet_report(aws, result)["mutating_calls"] == ["iam:PutRolePolicy"]
 
 
 def test_a_role_of_an_older_eiplane_loses_ssm_core_and_gets_the_boundary_first(aws: EmbeddedAws) -> None:
@@ -44,7 +46,7 @@ def test_a_role_of_an_older_eiplane_loses_ssm_core_and_gets_the_boundary_first(a
     result = aws.run(spec_for("gpu"), name="gpu-2")
 
     assert result.status == "SUCCEEDED", result.cause
-    role = _result_for(result, "iam_role", ROLE)
+    role = _result_for(aws, result, "iam_role", ROLE)
     assert role["changes"] == ["set the fleet-instance permissions boundary",
                                "detach arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore (broader than the fleet needs)"]
     assert iam.list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"] == []
@@ -79,7 +81,7 @@ def test_broader_policies_on_the_role_are_removed(aws: EmbeddedAws) -> None:
 
     result = aws.run(spec_for("gpu"), name="gpu-2")
 
-    assert _result_for(result, "iam_role", ROLE)["changes"] == [
+    assert _result_for(aws, result, "iam_role", ROLE)["changes"] == [
         "rewrite inline policy eiplane-instance-access",
         "delete inline policy Amazon-Elastic-Inference-Connect-Policy (broader than the fleet needs)",
         "detach arn:aws:iam::aws:policy/AdministratorAccess (broader than the fleet needs)",
@@ -97,7 +99,7 @@ def test_trust_policy_widened_by_hand_is_reset(aws: EmbeddedAws) -> None:
 
     result = aws.run(spec_for("gpu"), name="gpu-2")
 
-    assert _result_for(result, "iam_role", ROLE)["changes"] == ["reset trust policy to ec2.amazonaws.com only"]
+    assert _result_for(aws, result, "iam_role", ROLE)["changes"] == ["reset trust policy to ec2.amazonaws.com only"]
     principal = iam.get_role(RoleName=ROLE)["Role"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
     assert principal == {"Service": "ec2.amazonaws.com"}
 
@@ -110,13 +112,13 @@ def test_leftover_instance_profile_without_role_is_reused(aws: EmbeddedAws) -> N
     result = aws.run(spec_for("gpu"), name="gpu-1")
 
     assert result.status == "SUCCEEDED", result.cause
-    profile = _result_for(result, "instance_profile", ROLE)
+    profile = _result_for(aws, result, "instance_profile", ROLE)
     assert profile["outcome"] == "repaired"
     assert profile["changes"] == ["tag cost-center, eiplane:component, eiplane:fleet, eiplane:managed-by, team",
                                   f"add role {ROLE}"]
     roles = aws.client("iam").get_instance_profile(InstanceProfileName=ROLE)["InstanceProfile"]["Roles"]
     assert [r["RoleName"] for r in roles] == [ROLE]
-    assert _result_for(result, "iam_role", ROLE)["outcome"] == "created"
+    assert _result_for(aws, result, "iam_role", ROLE)["outcome"] == "created"
 
 
 def test_profile_holding_another_role_gets_the_fleet_role(aws: EmbeddedAws) -> None:
@@ -128,7 +130,7 @@ def test_profile_holding_another_role_gets_the_fleet_role(aws: EmbeddedAws) -> N
     result = aws.run(spec_for("gpu"), name="gpu-1")
 
     assert result.status == "SUCCEEDED", result.cause
-    assert "remove role someone-elses-role" in _result_for(result, "instance_profile", ROLE)["changes"]
+    assert "remove role someone-elses-role" in _result_for(aws, result, "instance_profile", ROLE)["changes"]
     roles = iam.get_instance_profile(InstanceProfileName=ROLE)["InstanceProfile"]["Roles"]
     assert [r["RoleName"] for r in roles] == [ROLE]
 
@@ -155,7 +157,7 @@ def test_leftover_untagged_group_is_refused_until_handed_over_then_locked_down(a
     result = aws.run(spec_for("gpu"), name="gpu-2")
 
     assert result.status == "SUCCEEDED", result.cause
-    item = _result_for(result, "security_group", "eiplane-demo-gpu-instances")
+    item = _result_for(aws, result, "security_group", "eiplane-demo-gpu-instances")
     assert (item["outcome"], item["id"]) == ("repaired", group)
     assert "revoke ingress TCP 22 from 0.0.0.0/0, TCP 443 from ::/0" in item["changes"]
     after = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]
@@ -166,14 +168,14 @@ def test_leftover_untagged_group_is_refused_until_handed_over_then_locked_down(a
 
 def test_world_open_rule_added_to_the_endpoint_group_is_revoked(aws: EmbeddedAws) -> None:
     first = aws.run(spec_for("eia"), name="eia-1")
-    endpoint_group = _result_for(first, "security_group", "eiplane-vpc-endpoints")["id"]
+    endpoint_group = _result_for(aws, first, "security_group", "eiplane-vpc-endpoints")["id"]
     ec2 = aws.client("ec2")
     ec2.authorize_security_group_ingress(GroupId=endpoint_group, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
 
     result = aws.run(spec_for("eia"), name="eia-2")
 
-    assert _result_for(result, "security_group", "eiplane-vpc-endpoints")["changes"] == [
+    assert _result_for(aws, result, "security_group", "eiplane-vpc-endpoints")["changes"] == [
         "revoke ingress TCP 443 from 0.0.0.0/0"]
     rules = ec2.describe_security_groups(GroupIds=[endpoint_group])["SecurityGroups"][0]["IpPermissions"]
     assert all(p["IpRanges"] == [] and p.get("Ipv6Ranges", []) == [] for p in rules)
@@ -202,16 +204,16 @@ def test_endpoint_missing_subnet_group_and_private_dns_is_repaired_not_duplicate
     result = aws.run(spec_for("eia"), name="eia-1")
 
     assert result.status == "SUCCEEDED", result.cause
-    item = _result_for(result, "vpc_endpoint", "com.amazonaws.us-east-1.elastic-inference.runtime (interface)")
+    item = _result_for(aws, result, "vpc_endpoint", "com.amazonaws.us-east-1.elastic-inference.runtime (interface)")
     assert (item["outcome"], item["id"]) == ("repaired", existing)
     (change,) = item["changes"]
     assert change.startswith("add subnets ") and "add security group sg-" in change and "turn on private DNS" in change
     (endpoint,) = ec2.describe_vpc_endpoints()["VpcEndpoints"]
     assert endpoint["PrivateDnsEnabled"] is True
     assert len(endpoint["SubnetIds"]) == 6
-    endpoint_group = _result_for(result, "security_group", "eiplane-vpc-endpoints")["id"]
+    endpoint_group = _result_for(aws, result, "security_group", "eiplane-vpc-endpoints")["id"]
     assert endpoint_group in {g["GroupId"] for g in endpoint["Groups"]}
-    assert outcomes(aws.run(spec_for("eia"), name="eia-2"))[
+    assert outcomes(aws, aws.run(spec_for("eia"), name="eia-2"))[
         ("vpc_endpoint", "com.amazonaws.us-east-1.elastic-inference.runtime (interface)")] == "found"
 
 
@@ -233,7 +235,7 @@ def test_s3_gateway_endpoint_missing_a_route_table_gets_it(aws: EmbeddedAws) -> 
     result = aws.run(spec_for("inferentia", network=network), name="inf2-1")
 
     assert result.status == "SUCCEEDED", result.cause
-    item = _result_for(result, "vpc_endpoint", "com.amazonaws.us-east-1.s3 (gateway)")
+    item = _result_for(aws, result, "vpc_endpoint", "com.amazonaws.us-east-1.s3 (gateway)")
     assert (item["outcome"], item["id"], item["changes"]) == ("repaired", s3, [f"add route tables {table}"])
     endpoint = ec2.describe_vpc_endpoints(VpcEndpointIds=[s3])["VpcEndpoints"][0]
     assert sorted(endpoint["RouteTableIds"]) == sorted([main["RouteTableId"], table])
@@ -241,13 +243,13 @@ def test_s3_gateway_endpoint_missing_a_route_table_gets_it(aws: EmbeddedAws) -> 
 
 def test_removed_tags_are_put_back(aws: EmbeddedAws) -> None:
     first = aws.run(spec_for("gpu"), name="gpu-1")
-    group = first.output["instance_security_group_id"]
+    group = fleet_report(aws, first)["instance_security_group_id"]
     aws.client("ec2").delete_tags(Resources=[group], Tags=[{"Key": "eiplane:fleet"}, {"Key": "team"}])
     aws.client("iam").untag_role(RoleName=ROLE, TagKeys=["eiplane:managed-by"])
 
     result = aws.run(spec_for("gpu"), name="gpu-2")
 
-    assert _result_for(result, "security_group", "eiplane-demo-gpu-instances")["changes"] == [
+    assert _result_for(aws, result, "security_group", "eiplane-demo-gpu-instances")["changes"] == [
         "tag eiplane:fleet, team"]
-    assert _result_for(result, "iam_role", ROLE)["changes"] == ["tag eiplane:managed-by"]
-    assert _result_for(result, "security_group", "eiplane-demo-gpu-instances")["id"] == group
+    assert _result_for(aws, result, "iam_role", ROLE)["changes"] == ["tag eiplane:managed-by"]
+    assert _result_for(aws, result, "security_group", "eiplane-demo-gpu-instances")["id"] == group

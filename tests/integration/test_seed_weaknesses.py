@@ -13,7 +13,7 @@ import pytest
 
 from eiplane.local.engine import EmbeddedAws
 from tests.conftest import ROOT
-from tests.integration.conftest import EMPTY_INVENTORY, Faults, managed_inventory, spec_for
+from tests.integration.conftest import EMPTY_INVENTORY, Faults, fleet_report, managed_inventory, spec_for
 
 WORLD = ("0.0.0.0/0", "::/0")
 PACKAGE = ROOT / "layers" / "eiplane" / "eiplane"
@@ -38,7 +38,7 @@ def test_instances_and_endpoint_in_separate_groups(aws: EmbeddedAws) -> None:
     """Seed: one group for the instances and the endpoint."""
     result = aws.run(spec_for("eia"), name="eia-1")
     (endpoint,) = aws.client("ec2").describe_vpc_endpoints()["VpcEndpoints"]
-    assert result.output["instance_security_group_id"] not in {g["GroupId"] for g in endpoint["Groups"]}
+    assert fleet_report(aws, result)["instance_security_group_id"] not in {g["GroupId"] for g in endpoint["Groups"]}
 
 
 def test_instance_policy_grants_no_list_get_describe_on_everything(aws: EmbeddedAws) -> None:
@@ -94,7 +94,7 @@ def test_leftover_policy_profile_and_group_do_not_crash(aws: EmbeddedAws) -> Non
     result = aws.run(spec_for("eia"), name="eia-1")
 
     assert result.status == "SUCCEEDED", result.cause
-    kinds = {p["kind"]: p["outcome"] for p in result.output["prerequisites"] if p["kind"] != "vpc_endpoint"}
+    kinds = {p["kind"]: p["outcome"] for p in fleet_report(aws, result)["prerequisites"] if p["kind"] != "vpc_endpoint"}
     assert kinds == {"region_support": "found", "vpc_dns": "found", "security_group": "repaired",
                      "iam_role": "repaired", "instance_profile": "repaired"}
     assert len(_all_groups(aws)) == 2
@@ -107,7 +107,7 @@ def test_role_beyond_the_first_page_of_roles_is_found(aws: EmbeddedAws) -> None:
         iam.create_role(RoleName=f"eiplane-aaa-decoy-{i:03}", Path="/eiplane/", AssumeRolePolicyDocument="{}")
     assert aws.run(spec_for("gpu"), name="gpu-1").status == "SUCCEEDED"
     second = aws.run(spec_for("gpu"), name="gpu-2")
-    assert {p["outcome"] for p in second.output["prerequisites"]} == {"found"}
+    assert {p["outcome"] for p in fleet_report(aws, second)["prerequisites"]} == {"found"}
 
 
 def test_reruns_launch_nothing_and_change_nothing(aws: EmbeddedAws) -> None:
@@ -115,7 +115,7 @@ def test_reruns_launch_nothing_and_change_nothing(aws: EmbeddedAws) -> None:
     for i in range(3):
         assert aws.run(spec_for("gpu"), name=f"gpu-{i}").status == "SUCCEEDED"
     assert aws.client("ec2").describe_instances()["Reservations"] == []
-    assert aws.run(spec_for("gpu"), name="gpu-3").output["mutating_calls"] == []
+    assert aws.run(spec_for("gpu"), name="gpu-3").output["mutating_call_count"] == 0
 
 
 def test_everything_created_is_tagged(aws: EmbeddedAws) -> None:

@@ -154,6 +154,16 @@ class ValidationFailed(EiplaneError):
     (or did not run): the message gives the numbers."""
 
 
+class PlanConflict(EiplaneError):
+    """Another execution reserved a slot while this one planned: the ASL runs the plan again."""
+
+
+class FleetConverging(EiplaneError):
+    """Slots this fleet counts on are still being provisioned by another running execution (the
+    same spec started twice, or a scale-out): retried by the ASL until they settle, so the summary
+    says what the fleet is, not what it was while they were on their way."""
+
+
 class FleetIncomplete(EiplaneError):
     """Some slots could not be put in service; the summary says which and why."""
 

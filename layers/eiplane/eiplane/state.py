@@ -67,7 +67,7 @@ def register_fleet(spec: FleetSpec, execution_id: str) -> Literal["written", "un
         UpdateExpression="SET #spec = :spec, desired = :desired, registered_by = :by, updated_at = :at",
         ExpressionAttributeNames={"#spec": "spec"},
         ExpressionAttributeValues={":spec": {"S": body}, ":desired": {"N": str(spec.capacity.desired)},
-                                   ":by": {"S": execution_id}, ":at": {"S": _now()}},
+                                   ":by": {"S": execution_id}, ":at": {"S": now()}},
     )
     return "written"
 
@@ -111,8 +111,10 @@ def save_decision(fleet: str, at: datetime, record: dict[str, Any]) -> None:
     client("dynamodb", settings.region).put_item(TableName=settings.state_table, Item=item)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def now() -> str:
+    """Microseconds: a slot written twice within a second must still show it changed (reservations
+    are conditional on updated_at)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 # --- slots --------------------------------------------------------------------------------
@@ -147,7 +149,7 @@ def save_slot(fleet: str, index: int, fields: dict[str, Any]) -> None:
     """Set the given fields of a slot record (others are kept); JSON-encodes dicts and lists."""
     settings = get_settings()
     values = {k: v for k, v in fields.items() if v is not None}
-    values["updated_at"] = _now()
+    values["updated_at"] = now()
     names = {f"#f{i}": k for i, k in enumerate(values)}
     client("dynamodb", settings.region).update_item(
         TableName=settings.state_table, Key=fleet_key(fleet, slot_key(index)),

@@ -20,7 +20,14 @@ import yaml
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from eiplane.cli.progress import fleet_summary_from_history, follow, print_plan, print_report, print_report_validation
+from eiplane.cli.progress import (
+    fleet_summary_from_history,
+    follow,
+    full_report,
+    print_plan,
+    print_report,
+    print_report_validation,
+)
 from eiplane.models.spec import parse_fleet_spec
 from eiplane.naming import model_prefix
 
@@ -109,23 +116,28 @@ def write_json(path: str, document: Any) -> None:
     partial.replace(target)
 
 
-def run_and_report(sfn: BaseClient, state_machine_arn: str, spec: dict[str, Any], name: str,
+def run_and_report(sfn: BaseClient, s3: BaseClient, state_machine_arn: str, spec: dict[str, Any], name: str,
                    report_path: str | None, poll_s: float = 1.0) -> int:
     """Start, follow, print. Polling a real account once a second keeps GetExecutionHistory
-    well inside its quota (5 calls a second refill)."""
+    well inside its quota (5 calls a second refill). The execution's output is the fleet's
+    summary; the whole report it names (every slot's validation numbers) is read from S3."""
     arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(spec))["executionArn"]
     print(f"execution {arn}")
     result = follow(sfn, arn, poll_s=poll_s)
-    if result.status == "SUCCEEDED":
-        (print_plan if spec.get("dry_run") else print_report)(result.output)
+    if result.status == "SUCCEEDED" and spec.get("dry_run"):
+        print_plan(result.output)
         document: Any = result.output
     else:
-        fleet = fleet_summary_from_history(result)
-        if fleet is not None:
-            print_report(fleet)
-        print(f"{result.status}: {result.error}: {result.error_message()}", file=sys.stderr)
-        document = {"status": result.status, "error": result.error, "message": result.error_message(),
-                    "execution_arn": arn, "fleet": fleet}
+        summary = result.output if result.status == "SUCCEEDED" else fleet_summary_from_history(result)
+        report = full_report(s3, summary)
+        if report is not None:
+            print_report(report)
+        if result.status == "SUCCEEDED":
+            document = report or result.output
+        else:
+            print(f"{result.status}: {result.error}: {result.error_message()}", file=sys.stderr)
+            document = {"status": result.status, "error": result.error, "message": result.error_message(),
+                        "execution_arn": arn, "fleet": report or summary}
     if report_path:
         write_json(report_path, document)
     return 0 if result.status == "SUCCEEDED" else 1
@@ -146,14 +158,14 @@ def fleet_apply(args: argparse.Namespace) -> int:
 
                 push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"],
                      model_prefix(spec["name"], spec["model"]["name"], spec["model"]["version"]), args.artifact)
-            return run_and_report(aws.client("stepfunctions"), aws.state_machine_arn(), spec, name, args.report,
-                                  poll_s=LOCAL_POLL_S)
+            return run_and_report(aws.client("stepfunctions"), aws.client("s3"), aws.state_machine_arn(), spec, name,
+                                  args.report, poll_s=LOCAL_POLL_S)
     if args.artifact:
         raise CommandError("--artifact is for --local; elsewhere push it first: eiplane artifact push")
     session = aws_session(args.region, args.endpoint_url)
     sfn = session.client("stepfunctions", endpoint_url=args.endpoint_url)
     arn = args.state_machine_arn or _find_state_machine(session, sfn, args)
-    return run_and_report(sfn, arn, spec, name, args.report,
+    return run_and_report(sfn, session.client("s3", endpoint_url=args.endpoint_url), arn, spec, name, args.report,
                           poll_s=LOCAL_POLL_S if is_loopback(args.endpoint_url) else 1.0)
 
 

@@ -20,7 +20,7 @@ from botocore.client import BaseClient
 from eiplane.artifacts.push import push
 from eiplane.cli.commands import LOCAL_POLL_S, execution_name, write_json
 from eiplane.cli.demo_capacity import run_capacity_demo
-from eiplane.cli.progress import follow, print_plan, print_report
+from eiplane.cli.progress import follow, full_report, print_plan, print_report
 from eiplane.local.engine import EmbeddedAws, find_project_root
 from eiplane.naming import model_prefix
 
@@ -111,11 +111,12 @@ def run_demo(report_path: str | None = None) -> int:
                 result = follow(sfn, sfn.start_execution(stateMachineArn=machine, name=name,
                                                          input=json.dumps(spec))["executionArn"], compact=True,
                                 poll_s=LOCAL_POLL_S)
-                if result.status == "SUCCEEDED":
-                    print_report(result.output)
+                report = full_report(aws.client("s3"), result.output) if result.status == "SUCCEEDED" else None
+                if report is not None:
+                    print_report(report)
                 runs.append({"execution_arn": result.arn, "status": result.status, "error": result.error,
                              "message": result.error_message(), "states": result.states_entered(),
-                             "report": result.output})
+                             "summary": result.output, "report": report})
             passes.append({"pass": number, "fleets": runs})
         snapshots.append(inventory(aws))
         capacity = run_capacity_demo(aws, "demo-gpu", root / "out")

@@ -120,8 +120,19 @@ def print_report_validation(validation: dict[str, Any], out: TextIO | None = Non
             print(f"{indent}  {precision} {verdict} err {error_text} (tol {result['tolerance']:.0e}) {latency}", file=out)
 
 
+def full_report(s3: BaseClient, summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The whole report a ProvisionFleet summary names (every prerequisite, slot and call), read
+    from S3; None when the summary names none (a plan, a failure before SummarizeFleet)."""
+    where = (summary or {}).get("report")
+    if not where:
+        return None
+    body = s3.get_object(Bucket=where["bucket"], Key=where["key"])["Body"].read()
+    return dict(json.loads(body))
+
+
 def fleet_summary_from_history(result: ExecutionResult) -> dict[str, Any] | None:
-    """SummarizeFleet's output: on success the execution output, on FleetIncomplete only here."""
+    """SummarizeFleet's output (the fleet's summary): on success the execution output, on
+    FleetIncomplete only here."""
     for event in reversed(result.events):
         details = event.get("stateExitedEventDetails")
         if event["type"] == "TaskStateExited" and details and details["name"] == "SummarizeFleet":

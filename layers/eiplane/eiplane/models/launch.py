@@ -6,7 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from eiplane.models.prerequisites import ExecutionContext, Placement, PrerequisitesReport
+from eiplane.models.prerequisites import (
+    BackendSummary,
+    ExecutionContext,
+    Placement,
+    PrerequisitesReport,
+    PrerequisitesSummary,
+)
 from eiplane.models.spec import FleetSpec
 
 # A slot's instance moves forward through these; a failed step terminates it ("failed").
@@ -64,6 +70,7 @@ class LaunchPlanOutput(_Model):
     shared: LaunchShared | None = Field(description="None when the fleet wants no instance")
     slots: list[SlotPlan]
     already_in_service: list[int]
+    in_flight: list[int] = Field(default_factory=list, description="slots other running executions provision")
     mutating_calls: list[str]
 
 
@@ -108,8 +115,56 @@ class SlotOutcome(_Model):
     mutating_calls: list[str] = Field(default_factory=list)
 
 
+REASON_CHARS = 400  # of a slot's failure, in what passes between states (the whole reason is in the report)
+
+
+class SlotRef(_Model):
+    """What one slot's iteration passes on: a reference, of a size independent of what happened
+    to it. Its outcome (validation numbers, attempts, calls) is in the slot's record."""
+
+    index: int
+    generation: int
+    state: SlotState
+    instance_id: str | None = None
+    reason: str | None = Field(default=None, max_length=REASON_CHARS)
+
+
+class ReportRef(_Model):
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class FleetSummary(_Model):
+    """ProvisionFleet's output: counts and references, of a size independent of the fleet's. The
+    whole report (every prerequisite, every slot with its validation numbers, every mutating call)
+    is the S3 object `report` names."""
+
+    fleet: str
+    region: str
+    backend: BackendSummary
+    vpc_id: str
+    summary: PrerequisitesSummary
+    execution_id: str
+    image_id: str | None
+    artifact_manifest_sha256: str | None
+    desired: int
+    in_service: int
+    warm_pool: int
+    failed: int
+    provisioned: int = Field(description="slots this execution launched or resumed")
+    complete: bool
+    message: str = Field(max_length=4096)
+    mutating_call_count: int
+    report: ReportRef
+
+
 class FleetReport(PrerequisitesReport):
-    """ProvisionFleet's output: the prerequisites report plus every slot."""
+    """The whole report of a ProvisionFleet execution (in S3, see FleetSummary): the prerequisites
+    report plus every slot."""
 
     image_id: str | None
     artifact_manifest_sha256: str | None
@@ -171,4 +226,3 @@ class SummarizeFleetInput(_Model):
     context: ExecutionContext
     report: PrerequisitesReport
     launch: LaunchPlanOutput
-    slots: list[SlotOutcome]

@@ -9,7 +9,17 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import boto3
 import botocore
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from eiplane import backends
 from eiplane.errors import InvalidFleetSpec, json_chars
@@ -31,11 +41,9 @@ SUPPORTED_PARTITIONS = ("aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b")
 QUOTE_CHARS = 80
 QUOTE_JSON_CHARS = 240
 
-# Strict scalars: pydantic's lax mode would take true, "1" and 1.0 for a count, and "no" for a
-# boolean. Per field, not model-wide: a strict model would refuse JSON arrays for the tuples.
-StrictStr = Annotated[str, Field(strict=True)]
-StrictInt = Annotated[int, Field(strict=True)]
-StrictBool = Annotated[bool, Field(strict=True)]
+# Every scalar is strict (pydantic's StrictStr / StrictInt / StrictBool, and these): lax mode would
+# take true, "1" and 1.0 for a count, and "no" for a boolean. Per field, not model-wide: a strict
+# model would refuse JSON arrays for the tuples.
 # A JSON integer is a number too (strict floats take ints, never bools or strings); no inf or NaN.
 StrictNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 InstanceType = Annotated[str, Field(strict=True, min_length=1, max_length=32)]

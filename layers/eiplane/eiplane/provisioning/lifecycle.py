@@ -6,20 +6,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from eiplane import naming
 from eiplane.aws import aws_errors, client, record_api_calls
+from eiplane.errors import FleetConverging
 from eiplane.executions import cause_message
 from eiplane.models.launch import (
+    IN_PROGRESS,
+    REASON_CHARS,
     FleetReport,
+    FleetSummary,
     LaunchResult,
     PutInServiceInput,
+    ReportRef,
     SlotInput,
     SlotOutcome,
+    SlotRef,
     SlotState,
     SummarizeFleetInput,
     TerminateSlotInput,
 )
 from eiplane.models.spec import FleetSpec
 from eiplane.observability import logger
+from eiplane.provisioning.plan import execution_running
+from eiplane.settings import get_settings
 from eiplane.state import load_slots, register_fleet, save_slot
 
 
@@ -42,22 +51,35 @@ def _outcome(request: SlotInput, instance: LaunchResult | None, state: SlotState
                        mutating_calls=[*earlier, *mutating_calls], **fields)
 
 
-def put_in_service(request: PutInServiceInput) -> SlotOutcome:
+def _finish(request: SlotInput, outcome: SlotOutcome) -> SlotRef:
+    """The slot's outcome goes to its record (read by SummarizeFleet into the report); what the
+    iteration passes on is a reference of bounded size, however many numbers validation measured."""
+    with aws_errors():
+        save_slot(request.spec.name, request.slot.index, {
+            "outcome": {**outcome.model_dump(mode="json"), "execution": request.context.execution_id}})
+    reason = outcome.reason[:REASON_CHARS] if outcome.reason else None
+    return SlotRef(index=outcome.index, generation=outcome.generation, state=outcome.state,
+                   instance_id=outcome.instance_id, reason=reason)
+
+
+def put_in_service(request: PutInServiceInput) -> SlotRef:
     instance = request.instance
     with record_api_calls() as calls, aws_errors():
         record_state(request.spec, request.slot.index, instance.instance_id, "in_service")
     steps = [*request.agent.mutating_calls, *request.command.mutating_calls, *request.validation.mutating_calls]
-    return _outcome(request, instance, "in_service", [*steps, *calls.mutating], validation=request.validation.summary)
+    return _finish(request, _outcome(request, instance, "in_service", [*steps, *calls.mutating],
+                                     validation=request.validation.summary))
 
 
-def put_in_warm_pool(request: PutInServiceInput) -> SlotOutcome:
+def put_in_warm_pool(request: PutInServiceInput) -> SlotRef:
     """A slot launched to prefill the warm pool: validated like any, then stopped (it costs its
     EBS volume only until a scale-out starts it again)."""
     instance = request.instance
     with record_api_calls() as calls, aws_errors():
         stop_into_pool(request.spec, request.slot.index, instance.instance_id, "validated, then stopped (prefill)")
     steps = [*request.agent.mutating_calls, *request.command.mutating_calls, *request.validation.mutating_calls]
-    return _outcome(request, instance, "warm", [*steps, *calls.mutating], validation=request.validation.summary)
+    return _finish(request, _outcome(request, instance, "warm", [*steps, *calls.mutating],
+                                     validation=request.validation.summary))
 
 
 def stop_into_pool(spec: FleetSpec, index: int, instance_id: str, why: str) -> None:
@@ -71,7 +93,7 @@ def failure_reason(error: dict[str, Any]) -> str:
     return f"{error.get('Error', 'Failed')}: {cause_message(error.get('Cause')) or ''}"
 
 
-def terminate_slot(request: TerminateSlotInput) -> SlotOutcome:
+def terminate_slot(request: TerminateSlotInput) -> SlotRef:
     """The compensation every failed step of a slot is caught into: terminate the instance
     (so nothing runs that is not in service) and record why. A step that failed before its
     result reached the state (a launch whose answer was lost, a Lambda that timed out right
@@ -91,40 +113,86 @@ def terminate_slot(request: TerminateSlotInput) -> SlotOutcome:
         if ids:
             ec2.terminate_instances(InstanceIds=ids)
     logger.warning(f"slot {request.slot.index} failed: {reason}")
-    return _outcome(request, instance, "failed", calls.mutating, reason=reason)
+    return _finish(request, _outcome(request, instance, "failed", calls.mutating, reason=reason))
 
 
-def summarize(request: SummarizeFleetInput) -> FleetReport:
-    spec = request.spec
-    outcomes = {o.index: o for o in request.slots}
+MESSAGE_FAILURES = 10  # failed slots named in the summary's message; the report has them all
+
+
+def summarize(request: SummarizeFleetInput) -> FleetSummary:
+    """The fleet as it is now: this execution's slots (their outcomes from their records), the
+    slots already in service, and those another running execution was provisioning, once they
+    have settled (FleetConverging until then). The whole report goes to S3; the execution's
+    output is its summary, of a size independent of the fleet's."""
+    spec, launch, own = request.spec, request.launch, request.context.execution_id
     with record_api_calls() as calls, aws_errors():
-        records = load_slots(spec.name) if request.launch.already_in_service else {}
+        records = load_slots(spec.name)
+        waiting = [i for i in launch.in_flight if records.get(i, {}).get("state") in {*IN_PROGRESS, "planned"}
+                   and execution_running(str(records[i].get("execution")))]
+        if waiting:
+            raise FleetConverging(f"slots {', '.join(map(str, waiting))} are still being provisioned by "
+                                  f"{records[waiting[0]].get('execution')}; this summary waits for them")
         # capacity matching looks after every fleet ProvisionFleet has applied
-        register_fleet(spec, request.context.execution_id)
-    for index in request.launch.already_in_service:
-        record = records[index]
-        outcomes[index] = SlotOutcome(
-            index=index, generation=int(record.get("generation", 0)), state="in_service",
-            instance_id=record.get("instance_id"), instance_type=record.get("instance_type"),
-            availability_zone=record.get("availability_zone"), image_id=record.get("image_id"),
-            validation=record.get("validation"))
+        register_fleet(spec, own)
+    outcomes: dict[int, SlotOutcome] = {}
+    for slot in launch.slots:
+        record = records.get(slot.index, {})
+        stored = record.get("outcome") or {}
+        if stored.get("execution") == own:
+            outcomes[slot.index] = SlotOutcome.model_validate({k: v for k, v in stored.items() if k != "execution"})
+        else:  # no outcome recorded (the iteration ended in a way that wrote none): what the record says
+            outcomes[slot.index] = _from_record(slot.index, record, default_state="failed")
+    for index in [*launch.already_in_service, *launch.in_flight]:
+        outcomes.setdefault(index, _from_record(index, records.get(index, {}), default_state="failed"))
     instances = [outcomes[i] for i in sorted(outcomes)]
     in_service = sum(o.state == "in_service" for o in instances)
     warm = sum(o.state == "warm" for o in instances)
     failed = [o for o in instances if o.state not in ("in_service", "warm")]
     desired = spec.capacity.desired
     message = f"{in_service} of {desired} instances in service"
+    others = [i for i in launch.in_flight if outcomes.get(i) and outcomes[i].state == "in_service"]
+    if others:
+        message += f" ({len(others)} provisioned by another execution)"
     if warm:
         message += f", {warm} validated and stopped into the warm pool"
     if failed:
-        message += "; " + "; ".join(f"slot {o.index}: {o.reason}" for o in failed)
-    shared = request.launch.shared
-    mutating = [*request.report.mutating_calls, *request.launch.mutating_calls,
-                *(c for o in request.slots for c in o.mutating_calls), *calls.mutating]
-    return FleetReport(
+        named = "; ".join(f"slot {o.index}: {(o.reason or o.state)[:REASON_CHARS]}" for o in failed[:MESSAGE_FAILURES])
+        message += "; " + named + (f"; and {len(failed) - MESSAGE_FAILURES} more (see the report)"
+                                   if len(failed) > MESSAGE_FAILURES else "")
+    shared = launch.shared
+    mutating = [*request.report.mutating_calls, *launch.mutating_calls,
+                *(c for o in outcomes.values() if o.index in {s.index for s in launch.slots} for c in o.mutating_calls),
+                *calls.mutating]
+    complete = in_service >= desired and not failed
+    report = FleetReport(
         **{**request.report.model_dump(), "mutating_calls": mutating},
         image_id=shared.image_id if shared else None,
         artifact_manifest_sha256=shared.artifact.manifest_sha256 if shared else None,
         desired=desired, in_service=in_service, instances=instances, warm_pool=warm,
-        complete=in_service == desired and not failed, message=message,
+        complete=complete, message=message,
     )
+    where = save_report(spec.name, own, report)
+    return FleetSummary(
+        fleet=spec.name, region=spec.region, backend=request.report.backend, vpc_id=request.report.vpc_id,
+        summary=request.report.summary, execution_id=own, image_id=report.image_id,
+        artifact_manifest_sha256=report.artifact_manifest_sha256, desired=desired, in_service=in_service,
+        warm_pool=warm, failed=len(failed), provisioned=len(launch.slots), complete=complete,
+        message=message[:4096], mutating_call_count=len(mutating), report=where)
+
+
+def _from_record(index: int, record: dict[str, Any], default_state: SlotState) -> SlotOutcome:
+    state = record.get("state") if record.get("state") in ("in_service", "warm", "failed") else default_state
+    return SlotOutcome(
+        index=index, generation=int(record.get("generation", 0)), state=state,
+        instance_id=record.get("instance_id"), instance_type=record.get("instance_type"),
+        availability_zone=record.get("availability_zone"), image_id=record.get("image_id"),
+        validation=record.get("validation"), reason=record.get("reason") or None)
+
+
+def save_report(fleet: str, execution_id: str, report: FleetReport) -> ReportRef:
+    """The whole report, beside the fleet's other objects: fleets/<fleet>/reports/<execution>.json."""
+    settings = get_settings()
+    key = f"{naming.artifact_prefix(fleet)}reports/{execution_id.rsplit(':', 1)[-1]}.json"
+    client("s3", settings.region).put_object(Bucket=settings.artifacts_bucket, Key=key,
+                                             Body=report.model_dump_json().encode(), ContentType="application/json")
+    return ReportRef(bucket=settings.artifacts_bucket, key=key)

@@ -17,12 +17,12 @@ from botocore.exceptions import ClientError
 
 from eiplane import naming
 from eiplane.aws import aws_errors, client, error_code, record_api_calls
-from eiplane.errors import ArtifactNotFound, ImageNotFound
+from eiplane.errors import ArtifactNotFound, ImageNotFound, PlanConflict
 from eiplane.models.launch import IN_PROGRESS, AgentRef, ArtifactRef, LaunchPlanOutput, LaunchShared, PlanLaunchInput, SlotPlan
 from eiplane.models.spec import FleetSpec, looks_like_ami_id
 from eiplane.observability import logger
 from eiplane.settings import get_settings
-from eiplane.state import load_slots, save_slot
+from eiplane.state import fleet_key, load_slots, now, slot_key
 
 DEVICES = {"gpu": "cuda", "inferentia": "neuron", "eia": "eia"}
 _RUNNING = {"pending", "running"}
@@ -44,7 +44,7 @@ def plan_launch(request: PlanLaunchInput) -> LaunchPlanOutput:
     logger.info(f"launch plan: {len(to_provision)} slot(s) to provision ({resumed} from the warm pool), "
                 f"{len(in_service)} in service, {len(in_flight)} on their way in other executions",
                 extra={"slots": [s.model_dump() for s in to_provision], "in_service": in_service, "in_flight": in_flight})
-    return LaunchPlanOutput(shared=shared, slots=to_provision, already_in_service=in_service,
+    return LaunchPlanOutput(shared=shared, slots=to_provision, already_in_service=in_service, in_flight=in_flight,
                             mutating_calls=calls.mutating)
 
 
@@ -98,16 +98,37 @@ def _choose_slots(request: PlanLaunchInput, slots: dict[int, dict], states: dict
 def _reserve(request: PlanLaunchInput, slots: dict[int, dict], chosen: list[SlotPlan]) -> None:
     """Record each new slot as "planned" by this execution before any instance exists, so an
     execution that plans in the meantime (a scale-out right after another) counts it as on its
-    way instead of launching it again. A plan whose execution stops is a free slot again."""
+    way instead of launching it again. A plan whose execution stops is a free slot again.
+
+    The reservation is conditional on the slot being as this plan read it: two executions that
+    plan at the same moment cannot both take a slot (the second gets PlanConflict, and the ASL
+    runs its plan again, which then sees the first's reservations)."""
     own = request.context.execution_id
+    settings = get_settings()
+    dynamodb = client("dynamodb", settings.region)
     for slot in chosen:
         if slot.resume_instance_id or slot.warm_instance_id:
             continue
         record = slots.get(slot.index, {})
         if record.get("state") == "planned" and record.get("execution") == own:
             continue  # a retried step: already reserved
-        save_slot(request.spec.name, slot.index, {"state": "planned", "execution": own,
-                                                  "generation": slot.generation, "reason": ""})
+        seen = record.get("updated_at")
+        try:
+            dynamodb.update_item(
+                TableName=settings.state_table, Key=fleet_key(request.spec.name, slot_key(slot.index)),
+                UpdateExpression="SET #state = :planned, #execution = :own, #generation = :generation, "
+                                 "#reason = :none, #updated = :now",
+                ConditionExpression="attribute_not_exists(#updated)" if seen is None else "#updated = :seen",
+                ExpressionAttributeNames={"#state": "state", "#execution": "execution", "#generation": "generation",
+                                          "#reason": "reason", "#updated": "updated_at"},
+                ExpressionAttributeValues={":planned": {"S": "planned"}, ":own": {"S": own},
+                                           ":generation": {"N": str(slot.generation)}, ":none": {"S": ""},
+                                           ":now": {"S": now()}, **({} if seen is None else {":seen": {"S": seen}})})
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            raise PlanConflict(f"slot {slot.index} of {request.spec.name} changed while this execution planned "
+                               "(another execution is planning the fleet): planning again") from exc
 
 
 KEPT_STATES = {*IN_PROGRESS, "in_service", "draining", "warm"}
