@@ -280,6 +280,26 @@ def test_warm_pool_prefilled_resumed_on_scale_out_and_refilled_by_scale_in(aws: 
     assert len(in_service(aws)) == 1
 
 
+def test_a_pooled_instance_that_cannot_start_is_terminated_and_its_slot_launched_anew(
+        aws: EmbeddedAws, torchscript_artifact: Path, faults: Faults) -> None:
+    push_artifact(aws, FLEET, torchscript_artifact)
+    spec = fleet_spec("gpu", desired=1)
+    spec["capacity"] = {"min": 1, "desired": 1, "max": 2}
+    spec["scaling"] = {"warm_pool_size": 1}
+    assert aws.run(spec, name="provision-pool").status == "SUCCEEDED"
+    warm = next(r for r in slot_records(aws, FLEET).values() if r["state"] == "warm")
+    faults.fail("ec2", "StartInstances", "InsufficientInstanceCapacity", times=1)
+
+    grown = aws.run({**spec, "capacity": {"min": 1, "desired": 2, "max": 2}}, name="grow-1")
+
+    assert (grown.status, grown.error) == ("FAILED", "FleetIncomplete")
+    assert "warm-pool instance" in (grown.error_message() or "") and "could not start" in (grown.error_message() or "")
+    assert instance_state(aws, warm["instance_id"]) in ("shutting-down", "terminated")  # not left stopped, unused
+    assert len(in_service(aws)) == 1
+    regrown = aws.run({**spec, "capacity": {"min": 1, "desired": 2, "max": 2}}, name="grow-2")
+    assert regrown.status == "SUCCEEDED" and regrown.output["in_service"] == 2, regrown.cause
+
+
 def lambda_input(result: ExecutionResult, function: str) -> dict[str, Any]:
     """What the execution passed to a function (its first invocation)."""
     scheduled = next(e["lambdaFunctionScheduledEventDetails"] for e in result.events

@@ -26,25 +26,63 @@ from botocore.exceptions import ClientError
 from eiplane.artifacts.push import push
 from eiplane.local.engine import EmbeddedAws, function_credentials
 from eiplane.local.iam.enforcer import Record
+from eiplane.local.lambda_runtime import clear_handler_hooks
+from tests.conftest import load_event
 from tests.integration.conftest import Faults, private_vpc, spec_for
-from tests.integration.test_capacity_matching import START, fleet_capacity, outcome, put_demand, tick
+from tests.integration.test_capacity_matching import (
+    START,
+    fleet_capacity,
+    hold_lease,
+    outcome,
+    put_demand,
+    tick,
+)
+from tests.integration.test_launch import slot_records
 
 AWS_MANAGED = "arn:aws:iam::aws:policy/"  # Lambda's basic execution role: Lambda's own logging, not ours
 
 
+FINISHED = "arn:aws:states:us-east-1:123456789012:execution:eiplane-local-ProvisionFleet:long-gone"
+
+
+def invoke(aws: EmbeddedAws, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A function invoked directly (it runs as its own role), on a state crafted to reach one branch."""
+    response = aws.client("lambda").invoke(FunctionName=aws.stack.functions[logical_id], Payload=json.dumps(event))
+    payload = json.loads(response["Payload"].read())
+    assert "FunctionError" not in response, payload
+    return dict(payload)
+
+
+def set_slot(aws: EmbeddedAws, fleet: str, index: int, **fields: str) -> None:
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    aws.client("dynamodb").update_item(
+        TableName=aws.stack.outputs["FleetStateTableName"], Key={"pk": {"S": f"FLEET#{fleet}"}, "sk": {"S": f"SLOT#{index:04d}"}},
+        UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))), ExpressionAttributeNames=names,
+        ExpressionAttributeValues={f":v{i}": {"S": v} for i, v in enumerate(fields.values())})
+
+
+def tick_event(fleet: str, plan: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    tick = {"at": "2026-11-27T14:00:00Z", "trigger": "manual", "id": "coverage", "execution_id": FINISHED}
+    return {"fleet": fleet, "tick": tick, "context": {"execution_id": FINISHED}, "plan": {
+        "action": "scale_in", "code": "scale_in", "reason": "coverage", "desired": 1, "desired_before": 2, "ready": 2,
+        "launching": 0, **plan}, **extra}
+
+
 def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> None:
     iam, ec2 = aws.client("iam"), aws.client("ec2")
-    # Repairs of eiplane's own role and profile: a profile holding another role, broader policies, a widened
-    # trust policy, removed tags, no permissions boundary.
+    bucket = aws.stack.outputs["ArtifactsBucketName"]
+    # Prerequisites and their repairs: a profile holding another role, an endpoint of eiplane's missing its
+    # subnets and private DNS; then broader policies, a widened trust policy, removed tags, no permissions
+    # boundary, a world-open rule on the instance group.
     iam.create_role(RoleName="other", AssumeRolePolicyDocument="{}")
     iam.create_instance_profile(InstanceProfileName="eiplane-demo-eia-instance", Path="/eiplane/")
     iam.add_role_to_instance_profile(InstanceProfileName="eiplane-demo-eia-instance", RoleName="other")
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-    subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
-    ec2.create_vpc_endpoint(VpcEndpointType="Interface", VpcId=vpc, SubnetIds=[subnet], PrivateDnsEnabled=False,
-                            ServiceName="com.amazonaws.us-east-1.elastic-inference.runtime", TagSpecifications=[
-                                {"ResourceType": "vpc-endpoint", "Tags": [{"Key": "eiplane:managed-by",
-                                                                          "Value": "eiplane"}]}])
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    ec2.create_vpc_endpoint(VpcEndpointType="Interface", VpcId=vpc, SubnetIds=[subnets[0]["SubnetId"]],
+                            PrivateDnsEnabled=False, ServiceName="com.amazonaws.us-east-1.elastic-inference.runtime",
+                            TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": [
+                                {"Key": "eiplane:managed-by", "Value": "eiplane"}]}])
     assert aws.run(spec_for("eia"), name="eia-1").status == "SUCCEEDED"
     role = "eiplane-demo-eia-instance"
     iam.attach_role_policy(RoleName=role, PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
@@ -55,21 +93,32 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     iam.untag_role(RoleName=role, TagKeys=["team"])
     iam.untag_instance_profile(InstanceProfileName=role, TagKeys=["team"])
     iam.delete_role_permissions_boundary(RoleName=role)
-    group = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["eiplane-demo-eia-instances"]}])
-    ec2.delete_tags(Resources=[group["SecurityGroups"][0]["GroupId"]], Tags=[{"Key": "team"}])
-    assert aws.run(spec_for("eia"), name="eia-2").status == "SUCCEEDED"
+    group = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["eiplane-demo-eia-instances"]}])[
+        "SecurityGroups"][0]["GroupId"]
+    ec2.delete_tags(Resources=[group], Tags=[{"Key": "team"}])
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    # ...and one eia instance, validated after connecting to its accelerator
+    push(aws.client("s3"), bucket, "fleets/demo-eia/models/tiny-cnn/1/", artifact)
+    eia = spec_for("eia", desired=1)
+    eia["model"] = {"name": "tiny-cnn", "version": "1"}
+    assert aws.run(eia, name="eia-2").status == "SUCCEEDED"
+    # A second eia fleet in one subnet of the VPC: the shared EI endpoint spans subnets it does not use.
+    one = spec_for("eia", name="demo-eia-b", network={"subnet_ids": [subnets[1]["SubnetId"]]})
+    assert aws.run(one, name="eia-b-1").status == "SUCCEEDED"
     # Private subnets: SSM and S3 endpoints, VPC DNS.
     assert aws.run(spec_for("inferentia", network=private_vpc(aws)), name="inf2-1").status == "SUCCEEDED"
-    # Launch and validate an instance, and a slot that fails and is compensated.
-    push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"], "fleets/demo-gpu/models/tiny-cnn/1/", artifact)
+
+    # A gpu fleet: one instance in service, one validated and stopped into the warm pool.
+    push(aws.client("s3"), bucket, "fleets/demo-gpu/models/tiny-cnn/1/", artifact)
     gpu = spec_for("gpu", desired=1)
     gpu["model"] = {"name": "tiny-cnn", "version": "1"}
     gpu["capacity"] = {"min": 0, "desired": 1, "max": 2}
-    gpu["scaling"] = {"warm_pool_size": 1}  # prefilled: one instance validated, then stopped
+    gpu["scaling"] = {"warm_pool_size": 1}
     assert aws.run(gpu, name="gpu-1").status == "SUCCEEDED"
-    # Capacity matching: the schedule (as its EventBridge rule) and the surge alarm (as its rule) start
-    # ticks; a surge scales out through ProvisionFleet (starting the pooled instance), a quiet hour scales
-    # in (stopping one back into the pool).
+    # Capacity matching: the schedule (as its EventBridge rule) holds, the surge alarm (as its rule) starts a
+    # tick that scales out through ProvisionFleet (starting the pooled instance), a quiet hour scales in
+    # (stopping one back into the pool); a tick finding another's lease skips the fleet.
     capacity = fleet_capacity(aws)
     put_demand(aws, START, [0.5 * capacity] * 60)
     (scheduled,) = aws.schedule_tick(START + timedelta(minutes=60))
@@ -80,8 +129,49 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     assert surge["action"] == "scale_out" and aws.wait(surge["execution_arn"], timeout_s=300).status == "SUCCEEDED"
     put_demand(aws, START + timedelta(minutes=63), [0.3 * capacity] * 40)
     assert outcome(tick(aws, START + timedelta(minutes=103), "tick-quiet"))["action"] == "scale_in"
-    faults.rewrite("ssm", "DescribeInstanceInformation", lambda parsed: parsed.update(InstanceInformationList=[]))
+    hold_lease(aws, "arn:aws:states:us-east-1:123456789012:execution:eiplane-local-MatchCapacity:other")
+    assert outcome(tick(aws, START + timedelta(minutes=104), "tick-held"))["code"] == "lease_held"
+    aws.client("dynamodb").delete_item(TableName=aws.stack.outputs["FleetStateTableName"],
+                                       Key={"pk": {"S": "FLEET#demo-gpu"}, "sk": {"S": "LEASE"}})
+
+    # A pooled instance that cannot start (no capacity in its zone) is terminated.
+    faults.fail("ec2", "StartInstances", "InsufficientInstanceCapacity", times=1)
     assert aws.run({**gpu, "capacity": {"min": 0, "desired": 2, "max": 2}}, name="gpu-2").error == "FleetIncomplete"
+    # Scale-in's own branches, on slots set up for them: an in-service slot drains, then is terminated (no
+    # warm pool any more); a slot on its way that no running execution drives is cancelled.
+    nopool = {**gpu, "scaling": {"warm_pool_size": 0}}
+    assert aws.run(nopool, name="gpu-3").status == "SUCCEEDED"
+    serving = next(i for i, r in slot_records(aws, "demo-gpu").items() if r["state"] == "in_service")
+    drained = invoke(aws, "DrainSlotsFunction", tick_event("demo-gpu", {"terminate": [serving]}))
+    assert drained["draining"] == [serving]
+    done = invoke(aws, "TerminateDrainedFunction", tick_event("demo-gpu", {"terminate": [serving]}, drain=drained))
+    assert done["terminated"] == [serving]
+    assert aws.run(nopool, name="gpu-4").status == "SUCCEEDED"
+    serving = next(i for i, r in slot_records(aws, "demo-gpu").items() if r["state"] == "in_service")
+    set_slot(aws, "demo-gpu", serving, state="artifact_verified", execution=FINISHED)
+    assert invoke(aws, "DrainSlotsFunction", tick_event("demo-gpu", {"terminate": [serving]}))["cancelled"] == [serving]
+
+    # Failures: no capacity anywhere (no instance to compensate); a compensation whose termination fails,
+    # cleaned up by the next run, which also meets a slot planned by an execution long gone; an agent whose
+    # digest no longer matches (no result to read).
+    faults.fail("ec2", "RunInstances", "InsufficientInstanceCapacity", times=None)
+    assert aws.run(nopool, name="gpu-5").error == "FleetIncomplete"
+    clear_handler_hooks()
+    faults.rewrite("ssm", "DescribeInstanceInformation", lambda parsed: parsed.update(InstanceInformationList=[]))
+    faults.fail("ec2", "TerminateInstances", "InternalError", times=None)
+    assert aws.run(nopool, name="gpu-6").status == "FAILED"
+    clear_handler_hooks()
+    set_slot(aws, "demo-gpu", 7, state="planned", execution=FINISHED, generation="0")
+    assert aws.run(nopool, name="gpu-7").status == "SUCCEEDED"
+    agent = next(o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=bucket, Prefix="fleets/demo-gpu/agent/")[
+        "Contents"])
+    aws.client("s3").put_object(Bucket=bucket, Key=agent, Body=b"print('not the agent')\n")
+    assert aws.run({**nopool, "capacity": {"min": 0, "desired": 2, "max": 2}}, name="gpu-8").error == "FleetIncomplete"
+    # A summary that meets a slot another execution had on its way, now finished.
+    set_slot(aws, "demo-eia", 0, state="registered", execution=FINISHED)
+    summary = load_event("summarize_fleet.json")  # demo-eia's
+    summary["launch"].update(in_flight=[0], slots=[], already_in_service=[])
+    assert invoke(aws, "SummarizeFleetFunction", summary)["in_service"] == 0
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:
@@ -102,24 +192,24 @@ def _without(document: dict[str, Any], index: int, action: str) -> dict[str, Any
 
 
 def unneeded_actions(aws: EmbeddedAws) -> list[str]:
-    """Every (role, statement, action) whose removal denies none of the requests the role's principals made."""
+    """Every (role or boundary, statement, action) whose removal denies none of the requests made by the
+    principals it applies to."""
     enforcer = aws.iam
     assert enforcer is not None
     by_role: dict[str, list[Record]] = {}
     for record in enforcer.records:
         if record.allowed and record.principal.role_name:
             by_role.setdefault(record.principal.role_name, []).append(record)
-    unneeded = []
     roles = sorted({*aws.roles.values(), *(r for r in by_role if r.startswith("eiplane-"))})
+    policies = {role: enforcer.policies(role) for role in roles}
+
+    def denies_something(role: str, identity: list[dict[str, Any]], boundary: Any) -> bool:
+        return any(not enforcer.evaluate(r.principal, r.request, r.request.context, identity, boundary,
+                                         r.resource_policy).allowed for r in by_role.get(role, []))
+
+    unneeded = []
     for role in roles:
-        identity, boundary = enforcer.policies(role)
-        records = by_role.get(role, [])
-
-        def denies_something(mutated_identity: list[dict[str, Any]], mutated_boundary: Any,
-                             records: list[Record] = records) -> bool:
-            return any(not enforcer.evaluate(r.principal, r.request, r.request.context, mutated_identity,
-                                             mutated_boundary, r.resource_policy).allowed for r in records)
-
+        identity, boundary = policies[role]
         for position, policy in enumerate(identity):
             if policy["name"].startswith(AWS_MANAGED):
                 continue
@@ -128,19 +218,27 @@ def unneeded_actions(aws: EmbeddedAws) -> list[str]:
                 for action in _actions(statement) if statement.get("Effect") == "Allow" else []:
                     mutated = [*identity[:position], {**policy, "policy": _without(policy["policy"], index, action)},
                                *identity[position + 1:]]
-                    if not denies_something(mutated, boundary):
+                    if not denies_something(role, mutated, boundary):
                         unneeded.append(f"{role} {policy['name']} {statement.get('Sid', index)}: {action}")
-        for index, statement in enumerate((boundary or [{"policy": {"Statement": []}}])[0]["policy"]["Statement"]):
+    # A permissions boundary is shared by every fleet's role: each of its actions must be needed by one of them.
+    bounded: dict[str, list[str]] = {}
+    for role in roles:
+        if policies[role][1]:
+            bounded.setdefault(policies[role][1][0]["name"], []).append(role)  # type: ignore[index]
+    for arn, users in sorted(bounded.items()):
+        boundary = policies[users[0]][1]
+        assert boundary is not None
+        for index, statement in enumerate(boundary[0]["policy"]["Statement"]):
             for action in _actions(statement):
-                mutated_boundary = [{**boundary[0], "policy": _without(boundary[0]["policy"], index, action)}]  # type: ignore[index]
-                if not denies_something(identity, mutated_boundary):
-                    unneeded.append(f"{role} permissions boundary {statement.get('Sid', index)}: {action}")
+                mutated_boundary = [{**boundary[0], "policy": _without(boundary[0]["policy"], index, action)}]
+                if not any(denies_something(role, policies[role][0], mutated_boundary) for role in users):
+                    unneeded.append(f"permissions boundary {arn} {statement.get('Sid', index)}: {action}")
     return unneeded
 
 
 def test_every_granted_action_is_needed_by_a_call_the_flows_make(aws: EmbeddedAws, faults: Faults,
-                                                                  tiny_cnn_artifact: Path) -> None:
-    _exercise_everything(aws, faults, tiny_cnn_artifact)
+                                                                  torchscript_artifact: Path) -> None:
+    _exercise_everything(aws, faults, torchscript_artifact)
     assert aws.iam is not None
     kinds = {r.principal.kind for r in aws.iam.records}
     assert kinds == {"function", "state-machine", "rule", "instance"}

@@ -145,3 +145,18 @@ def test_a_lambda_timeout_with_no_retry_left_compensates_by_tags(aws: EmbeddedAw
     assert running_instances(aws) == {}
     records = slot_records(aws, FLEET)
     assert records[0]["state"] == "failed" and records[0]["reason"].startswith("Sandbox.Timedout")
+
+
+def test_two_executions_of_one_spec_started_together_both_report_the_fleet_truthfully(
+        aws: EmbeddedAws, gpu_fleet_1: dict) -> None:
+    spec = {**gpu_fleet_1, "capacity": {"min": 0, "desired": 2, "max": 2}}
+    first = aws.start_execution(spec, name="gpu-a")
+    second = aws.start_execution(spec, name="gpu-b")
+    results = [aws.wait(first, timeout_s=600), aws.wait(second, timeout_s=600)]
+
+    for result in results:
+        assert result.status == "SUCCEEDED", result.cause
+        assert (result.output["in_service"], result.output["complete"]) == (2, True)
+    assert sum(r.output["provisioned"] for r in results) == 2  # each slot launched by one of them
+    assert len(running_instances(aws)) == 2
+    assert_only_in_service_instances_run(aws, FLEET)

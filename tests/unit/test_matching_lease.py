@@ -59,3 +59,9 @@ def test_only_the_holder_releases_it() -> None:
     assert not lease.acquire("fleet-a", "tick-2", ttl_s=300, now=1100)
     assert lease.release("fleet-a", "tick-1")
     assert lease.acquire("fleet-a", "tick-2", ttl_s=300, now=1100)
+
+
+def test_the_lease_outlives_the_longest_drain_it_guards() -> None:
+    """DrainSeconds may be 3600: a 900 s lease would expire while the tick waits out the drain."""
+    assert lease.term_seconds(900, 3600) > 3600 + 600
+    assert lease.term_seconds(900, 0) == 900

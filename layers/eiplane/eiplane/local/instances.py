@@ -51,6 +51,7 @@ class EmbeddedInstances:
         self._threads: list[threading.Thread] = []
         # IAM, as the SSM agent meets it: its own calls are made with the instance's role.
         self.enforcer: IamEnforcer | None = None
+        self.accelerators: dict[str, list[str]] = {}  # instance -> its Elastic Inference accelerators' ARNs
 
     def close(self) -> None:
         for thread in self._threads:
@@ -62,6 +63,11 @@ class EmbeddedInstances:
     def launched(self, instances: list[Any], accelerators: list[dict[str, Any]]) -> None:
         for instance in instances:
             self.launched_at.setdefault(instance.id, self.clock.seconds)
+            if accelerators:
+                self.accelerators[instance.id] = [
+                    f"arn:aws:elastic-inference:{self.region}:{instance.owner_id}:elastic-inference-accelerator/"
+                    f"eia-{instance.id[2:]}-{n}" for accelerator in accelerators
+                    for n in range(int(accelerator.get("Count", 1)))]
             if self.enforcer is not None:
                 self.enforcer.add_instance(instance_credentials(instance.id)["AWS_ACCESS_KEY_ID"], instance.id)
             if accelerators and not getattr(instance, "elastic_inference_accelerator_associations", None):
@@ -99,6 +105,20 @@ class EmbeddedInstances:
                 or self._agent_may(instance_id, [("ec2messages:GetMessages", None),
                                                  ("ec2messages:AcknowledgeMessage", None),
                                                  ("ec2messages:SendReply", None)]))
+
+    def _accelerator_denied(self, instance_id: str) -> str | None:
+        """An instance with Elastic Inference accelerators connects to them (elastic-inference:Connect,
+        as the instance's role) before any inference: denied, nothing runs."""
+        if self.enforcer is None or not self.accelerators.get(instance_id):
+            return None
+        from eiplane.local.iam.catalogue import AuthRequest
+
+        principal = self.enforcer.instance_principal(instance_id, self.region)
+        requests = [AuthRequest("elastic-inference:Connect", arn, "accelerator") for arn in self.accelerators[instance_id]]
+        if self.enforcer.allowed(principal, "elastic-inference-client", requests, self.region):
+            return None
+        return (f"Elastic Inference: cannot connect to {', '.join(self.accelerators[instance_id])}: "
+                f"{principal.arn} is not authorized to perform: elastic-inference:Connect")
 
     def _agent_may(self, instance_id: str, actions: list[tuple[str, str | None]]) -> bool:
         if self.enforcer is None:
@@ -148,7 +168,11 @@ class EmbeddedInstances:
     def _run(self, command: Any, invocation: dict[str, Any], lines: list[str], timeout: int) -> None:
         with self.clock.busy():  # the outcome is in place before a waiting poll wakes up
             try:
-                code, out, err, status = self._execute(command, invocation["InstanceId"], lines, timeout)
+                denied = self._accelerator_denied(invocation["InstanceId"])
+                if denied is not None:  # the EI client connects before anything runs on the accelerator
+                    code, out, err, status = 1, "", denied, "Failed"
+                else:
+                    code, out, err, status = self._execute(command, invocation["InstanceId"], lines, timeout)
             except Exception as exc:  # the instance itself broke: say so, as a failed invocation
                 code, out, err, status = 1, "", f"embedded instance error: {exc!r}", "Failed"
             invocation.update(

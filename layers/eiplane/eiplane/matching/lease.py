@@ -18,6 +18,12 @@ from eiplane.state import fleet_key
 LEASE = "LEASE"
 
 
+def term_seconds(lease_seconds: int, drain_seconds: int) -> int:
+    """How long a tick holds its fleet: longer than a tick's work *and* its drain, which the tick waits
+    out while holding the lease (DrainSeconds may be an hour), so the lease cannot expire under it."""
+    return lease_seconds + drain_seconds
+
+
 def acquire(fleet: str, owner: str, ttl_s: int, now: float | None = None) -> bool:
     """True if `owner` now holds the fleet's lease (taken, or already its own)."""
     settings = get_settings()

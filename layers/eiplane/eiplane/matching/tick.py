@@ -75,7 +75,8 @@ def list_fleets(request: TickRequest) -> TickPlan:
 def acquire_lease(request: FleetTick) -> Lease:
     owner = request.tick.execution_id
     with aws_errors():
-        if leases.acquire(request.fleet, owner, get_settings().lease_seconds):
+        settings = get_settings()
+        if leases.acquire(request.fleet, owner, leases.term_seconds(settings.lease_seconds, settings.drain_seconds)):
             return Lease(acquired=True, owner=owner)
         held_by = leases.holder(request.fleet)
     logger.info(f"{request.fleet}: another tick holds the lease ({held_by}); skipping")

@@ -91,7 +91,7 @@ def launch_instance(request: SlotInput) -> LaunchResult:
             save_slot(spec.name, slot.index, {"execution": request.context.execution_id})
         elif slot.warm_instance_id:
             # From the warm pool: started, then registered and validated again like any instance.
-            ec2.start_instances(InstanceIds=[slot.warm_instance_id])
+            _start_pooled(ec2, spec, slot.index, slot.warm_instance_id)
             result = _resumed(ec2, slot.warm_instance_id)
             record_state(spec, slot.index, result.instance_id, "launching", {
                 "execution": request.context.execution_id, "reason": "started from the warm pool"})
@@ -104,6 +104,23 @@ def launch_instance(request: SlotInput) -> LaunchResult:
                 "launch_attempts": result.attempts, "reason": "", "execution": request.context.execution_id,
             }, tag=False)  # launched with its tags
     return result.model_copy(update={"mutating_calls": calls.mutating})
+
+
+def _start_pooled(ec2: Any, spec: FleetSpec, index: int, instance_id: str) -> None:
+    """A stopped instance of the warm pool starts where it stopped, in its zone and type only: with
+    no capacity there it is terminated (a stopped instance kept for a zone without capacity helps no
+    scale-out) and the slot fails, to be launched anew, wherever there is capacity, by the next
+    provisioning."""
+    try:
+        ec2.start_instances(InstanceIds=[instance_id])
+    except ClientError as exc:
+        code = error_code(exc)
+        if code not in NEXT_CANDIDATE:
+            raise
+        record_state(spec, index, instance_id, "terminated", {"reason": f"could not start from the warm pool: {code}"})
+        ec2.terminate_instances(InstanceIds=[instance_id])
+        raise NoCapacity(f"slot {index}: warm-pool instance {instance_id} could not start ({code}); it was "
+                         "terminated, and the slot is launched anew by the next provisioning") from exc
 
 
 def _resumed(ec2: Any, instance_id: str) -> LaunchResult:

@@ -97,7 +97,23 @@ function keyAllowed(lowerKey, allowed) {
   return false;
 }
 
+function retired(request) {
+  // An action of a service the Service Authorization Reference no longer lists (Elastic Inference,
+  // retired): evaluated by name against the policies, with the context as given and no catalogue check.
+  const context = {};
+  for (const [key, value] of Object.entries(request.context || {})) context[key] = value;
+  const decision = simulate.runUnsafeSimulation({
+    request: { principal: request.principal, action: request.action,
+               resource: { resource: request.resource, accountId: request.account }, contextVariables: context },
+    identityPolicies: request.identity, serviceControlPolicies: [], resourceControlPolicies: [],
+    permissionBoundaryPolicies: request.boundary || undefined,
+  }, {});
+  return { decision, ignored_context: [], denied_by: decision === 'Allowed' ? null : 'identity',
+           explicit: decision === 'ExplicitlyDenied' };
+}
+
 async function authorize(request) {
+  if (request.catalogue === false) return retired(request);
   const [service, name] = request.action.split(':');
   const info = await actionInfo(request.action);
   if (!info.exists) return { error: `${request.action} is not an IAM action (Service Authorization Reference of ${info.updated_at})` };

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 SCRIPT = Path(__file__).with_name("evaluate.mjs")
+# Actions of services the Service Authorization Reference no longer lists: evaluated by name against the
+# policies, without the catalogue's checks. Elastic Inference is retired, but its backend still runs here.
+RETIRED_ACTIONS = frozenset({"elastic-inference:Connect"})
 
 
 class EvaluatorError(RuntimeError):
@@ -111,7 +114,8 @@ class PolicyEvaluator:
                   resource_policy: dict[str, Any] | None) -> Decision:
         request = {"op": "authorize", "principal": principal, "account": account, "action": action,
                    "resource": resource, "resource_type": resource_type, "context": context, "identity": identity,
-                   "boundary": boundary, "resource_policy": resource_policy}
+                   "boundary": boundary, "resource_policy": resource_policy,
+                   "catalogue": action not in RETIRED_ACTIONS}
         key = json.dumps(request, sort_keys=True)
         cached = self._decisions.get(key)
         if cached is None:
