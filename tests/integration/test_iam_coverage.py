@@ -126,7 +126,7 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     put_demand(aws, START + timedelta(minutes=60), [2.4 * capacity] * 3)
     (alarmed,) = aws.evaluate_alarms(START + timedelta(minutes=63))
     surge = outcome(aws.wait(alarmed))
-    assert surge["action"] == "scale_out" and aws.wait(surge["execution_arn"], timeout_s=300).status == "SUCCEEDED"
+    assert surge["action"] == "scale_out" and aws.wait(surge["execution_arn"]).status == "SUCCEEDED"
     put_demand(aws, START + timedelta(minutes=63), [0.3 * capacity] * 40)
     assert outcome(tick(aws, START + timedelta(minutes=103), "tick-quiet"))["action"] == "scale_in"
     hold_lease(aws, "arn:aws:states:us-east-1:123456789012:execution:eiplane-local-MatchCapacity:other")

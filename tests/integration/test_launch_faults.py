@@ -152,7 +152,7 @@ def test_two_executions_of_one_spec_started_together_both_report_the_fleet_truth
     spec = {**gpu_fleet_1, "capacity": {"min": 0, "desired": 2, "max": 2}}
     first = aws.start_execution(spec, name="gpu-a")
     second = aws.start_execution(spec, name="gpu-b")
-    results = [aws.wait(first, timeout_s=600), aws.wait(second, timeout_s=600)]
+    results = [aws.wait(first), aws.wait(second)]
 
     for result in results:
         assert result.status == "SUCCEEDED", result.cause

@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
-from eiplane.executions import wait_for_execution
+from eiplane.executions import history, wait_for_execution
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
@@ -113,6 +113,11 @@ def run_readme_line(server: dict[str, Any], line: str) -> subprocess.CompletedPr
     return completed
 
 
+def events_of(sfn: Any, execution_arn: str) -> Any:
+    """Progress of an execution in another process: its history grows while it runs."""
+    return lambda: len(history(sfn, execution_arn))
+
+
 def sdk(server: dict[str, Any], service: str) -> Any:
     return boto3.client(service, endpoint_url=server["endpoint_url"], region_name=server["region"],
                         aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -145,7 +150,8 @@ def test_readme_local_server_lines_run_as_written_without_aws_configuration(loca
     assert f"--state-machine-arn {machine} " in cli_line  # the README names the machine local up deploys
     started = json.loads(run_readme_line(local_server, cli_line).stdout)
     assert started["executionArn"] == f"{machine.replace(':stateMachine:', ':execution:')}:try-1"
-    first = wait_for_execution(sdk(local_server, "stepfunctions"), started["executionArn"], timeout_s=240, poll_s=0.2)
+    first = wait_for_execution(sdk(local_server, "stepfunctions"), started["executionArn"], poll_s=0.2,
+                               progress=events_of(sdk(local_server, "stepfunctions"), started["executionArn"]))
     assert first.status == "SUCCEEDED", first.error_message()
     summary = first.output  # the fleet's summary: the whole report is the S3 object it names
     assert summary["summary"] == {"found": 0, "created": 3, "repaired": 0} and summary["in_service"] == 2
@@ -174,7 +180,7 @@ def test_bad_spec_through_the_cli_fails_with_the_named_error(local_server: dict[
     sfn = sdk(local_server, "stepfunctions")
     started = sfn.start_execution(stateMachineArn=local_server["outputs"]["ProvisionFleetStateMachineArn"],
                                   name="cli-bad", input=(ROOT / "events/provision_fleet_invalid.json").read_text())
-    result = wait_for_execution(sfn, started["executionArn"], timeout_s=60, poll_s=0.1)
+    result = wait_for_execution(sfn, started["executionArn"], poll_s=0.1, progress=events_of(sfn, started["executionArn"]))
 
     assert (result.status, result.error) == ("FAILED", "InvalidFleetSpec")
     assert "fleet spec has 5 problems" in (result.cause or "")

@@ -97,7 +97,7 @@ def test_engine_runs_handlers_fast_forwards_waits_and_names_errors() -> None:
             definition=json.dumps(definition).replace("${Fn}", function_arn))["stateMachineArn"]
         execution = sfn.start_execution(stateMachineArn=machine, name="c1", input=json.dumps({"spec": [], "context": {
             "execution_id": "arn:aws:states:us-east-1:123456789012:execution:canary:c1"}}))["executionArn"]
-        result = aws.wait(execution, timeout_s=20)
+        result = aws.wait(execution)
 
     assert (result.status, result.error) == ("FAILED", "InvalidFleetSpec")
     assert aws.clock.seconds == 3600 + 30

@@ -26,7 +26,7 @@ from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import JsonRESTError
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-from eiplane.executions import ExecutionResult, wait_for_execution
+from eiplane.executions import ExecutionResult
 from eiplane.local import sfn_strict
 from eiplane.local.engine import ACCOUNT_ID, EmbeddedAws
 from eiplane.local.lambda_runtime import LocalFunction
@@ -90,7 +90,7 @@ def start(aws: EmbeddedAws, role: str, definition: dict[str, Any], execution_inp
 
 
 def run(aws: EmbeddedAws, role: str, definition: dict[str, Any], execution_input: Any = None) -> ExecutionResult:
-    return wait_for_execution(aws.client("stepfunctions"), start(aws, role, definition, execution_input), 60)
+    return aws.wait(start(aws, role, definition, execution_input))
 
 
 def events_of(result: ExecutionResult, event_type: str) -> list[dict[str, Any]]:
@@ -202,7 +202,7 @@ def test_an_execution_input_over_the_limit_is_refused(aws: EmbeddedAws, role: st
     fits = '{"a":"' + "x" * (LIMIT - 8) + '"}'
     assert len(fits.encode()) == LIMIT
     started = sfn.start_execution(stateMachineArn=machine, name="fits", input=fits)["executionArn"]
-    assert wait_for_execution(sfn, started, 60).status == "SUCCEEDED"
+    assert aws.wait(started).status == "SUCCEEDED"
 
     with pytest.raises(ClientError) as refused:
         sfn.start_execution(stateMachineArn=machine, name="over", input=fits.replace('"}', 'x"}'))
@@ -461,9 +461,13 @@ def test_canary_moto_has_no_history_limit(aws: EmbeddedAws, role: str) -> None:
 
 
 def _wait(sfn: Any, execution_arn: str) -> dict[str, Any]:
-    """DescribeExecution once it ends (wait_for_execution would page through all 25,000 events)."""
-    deadline = time.monotonic() + 120
+    """DescribeExecution once it ends (wait_for_execution would page through all 25,000 events). No
+    deadline in seconds: the loop's own history grows while it runs, and a stall of a minute fails."""
+    seen, last_change = -1, time.monotonic()
     while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, f"{execution_arn} still running"
+        events = last_event(execution_arn)["id"]
+        if events != seen:
+            seen, last_change = events, time.monotonic()
+        assert time.monotonic() - last_change < 60, f"{execution_arn} made no progress in 60 s"
         time.sleep(0.2)
     return dict(described)

@@ -87,6 +87,8 @@ ALLOWED: dict[tuple[str, str, str], Allowance] = {
          "has; parliament's ARN matcher (is_arn_match) wants a non-empty one there, so it matches nothing."),
     ("PlanLaunchFunctionRole", "SeeWhetherOtherExecutionsRun", "RESOURCE_MISMATCH"):
         (frozenset({"states:DescribeExecution"}), _EXPRESS),
+    ("SummarizeFleetFunctionRole", "WaitForSlotsOtherExecutionsProvision", "RESOURCE_MISMATCH"):
+        (frozenset({"states:DescribeExecution"}), _EXPRESS),
     ("ObserveAndPlanFunctionRole", "SeeWhetherScaleOutsRun", "RESOURCE_MISMATCH"):
         (frozenset({"states:DescribeExecution"}), _EXPRESS),
     ("DrainSlotsFunctionRole", "NeverTouchASlotBeingValidated", "RESOURCE_MISMATCH"):

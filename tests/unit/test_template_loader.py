@@ -15,6 +15,7 @@ from eiplane.local.template import (
     UnresolvedReference,
     function_properties,
     load_template,
+    load_yaml,
     resources_of_type,
     substitute_definition,
 )
@@ -281,7 +282,8 @@ def test_state_machine_substitutions_cover_the_definition(real_template: dict[st
     functions = set(resources_of_type(real_template, "AWS::Serverless::Function"))
     for machine in machines.values():
         props = machine["Properties"]
-        definition = (ROOT / props["DefinitionUri"]).read_text()
+        # YAML (the .asl.yaml files) or JSON, as SAM takes it; Step Functions gets JSON.
+        definition = json.dumps(load_yaml((ROOT / props["DefinitionUri"]).read_text()))
         substitutions = props["DefinitionSubstitutions"]
         names = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", definition))
         assert names <= set(substitutions)

@@ -1,4 +1,5 @@
-"""The control plane's cost: Step Functions state transitions per provisioned instance.
+"""The control plane's cost: Step Functions state transitions per provisioned instance, and the
+largest state an execution passes on (Step Functions' limit is 256 KB a state).
 
 Standard workflows bill each state transition ($0.025 per 1,000), retries included. This
 runs ProvisionFleet on the embedded AWS for fleets of several sizes, counts the transitions
@@ -56,34 +57,42 @@ def modelled_per_instance(definition: dict[str, Any], registration_s: float, val
     return 5 + polls - 2  # the first poll of each wait is its state's own transition
 
 
-def measure(sizes: tuple[int, ...] = (0, 1, 2, 4)) -> dict[str, Any]:
+DEFAULT_SIZES = (0, 1, 4, 25, 100)
+
+
+def measure(sizes: tuple[int, ...] = DEFAULT_SIZES) -> dict[str, Any]:
+    """ProvisionFleet on a fresh embedded AWS per size: transitions, and the largest payload any
+    state passed on (what must stay under Step Functions' 256 KB). The artifact is validated in 2
+    formats x 3 precisions x 3 batch sizes, the most numbers a slot's outcome carries."""
     from eiplane.artifacts.demo_model import tiny_cnn
     from eiplane.artifacts.pack import pack
     from eiplane.artifacts.push import push
+    from eiplane.executions import largest_state
     from eiplane.local.engine import EmbeddedAws, find_project_root
     from eiplane.naming import model_prefix
 
     root = find_project_root()
     definition = yaml.safe_load((root / "statemachines" / "provision_fleet.asl.yaml").read_text())
     spec = json.loads((root / "events" / "provision_fleet_gpu.json").read_text())
-    spec["model"] = {"name": "tiny-cnn", "version": "1", "precisions": ["fp32"]}
-    rows = []
+    spec["model"] = {"name": "tiny-cnn", "version": "1", "precisions": ["fp32", "fp16", "bf16"]}
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         artifact = Path(scratch) / "tiny-cnn-1"
-        pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="1", out_dir=artifact, batch_sizes=(1, 8))
+        pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="1", out_dir=artifact, batch_sizes=(1, 4, 8))
         for size in sizes:
             with EmbeddedAws(root) as aws:  # a fresh account each time: every slot is launched
                 push(aws.client("s3"), aws.stack.outputs["ArtifactsBucketName"],
                      model_prefix(spec["name"], "tiny-cnn", "1"), artifact)
-                result = aws.run({**spec, "capacity": {"min": 0, "desired": size, "max": max(size, 1)}},
-                                 name=f"cost-{size}")
+                wanted = {**spec, "capacity": {"min": 0, "desired": size, "max": max(size, 1)}}
+                result = aws.run(wanted, name=f"cost-{size}")
                 if result.status != "SUCCEEDED":
                     raise RuntimeError(f"fleet of {size}: {result.error}: {result.error_message()}")
-                rerun = aws.run({**spec, "capacity": {"min": 0, "desired": size, "max": max(size, 1)}},
-                                name=f"cost-{size}-again")
-            rows.append({"instances": size, **transitions(result), "rerun_transitions": transitions(rerun)["transitions"]})
-    base = rows[0]["transitions"]
-    per_instance = [(r["transitions"] - base) / r["instances"] for r in rows if r["instances"]]
+                rerun = aws.run(wanted, name=f"cost-{size}-again")
+            largest, where = largest_state(result.events)
+            rows.append({"instances": size, **transitions(result), "rerun_transitions": transitions(rerun)["transitions"],
+                         "largest_state_bytes": largest, "largest_state": where, "history_events": len(result.events)})
+    base = int(rows[0]["transitions"])
+    per_instance = [(int(r["transitions"]) - base) / int(r["instances"]) for r in rows if r["instances"]]
     modelled = {f"register {r:.0f} s, validate {v:.0f} s": modelled_per_instance(definition, r, v)
                 for r, v in ((60, 60), (120, 120), (180, 300))}
     return {
@@ -96,8 +105,10 @@ def measure(sizes: tuple[int, ...] = (0, 1, 2, 4)) -> dict[str, Any]:
 
 
 def render(measured: dict[str, Any]) -> str:
-    lines = ["| instances | transitions | of which retries | re-run (nothing to do) |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['instances']} | {r['transitions']} | {r['retries']} | {r['rerun_transitions']} |"
+    lines = ["| instances | transitions | of which retries | re-run (nothing to do) | largest state | history events |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['instances']} | {r['transitions']} | {r['retries']} | {r['rerun_transitions']} | "
+              f"{r['largest_state_bytes']:,} B ({r['largest_state']}) | {r['history_events']} |"
               for r in measured["embedded"]]
     per = measured["per_instance_embedded"]
     lines += ["", f"Per instance on the embedded AWS: {', '.join(f'{p:.1f}' for p in per)} transitions "

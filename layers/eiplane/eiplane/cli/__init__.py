@@ -6,7 +6,7 @@
   eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane] [--region R]
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
-  eiplane bench control-plane-cost [--sizes 0,1,2,4] [--json FILE]
+  eiplane bench control-plane-cost [--sizes 0,1,4,25,100] [--json FILE]
   eiplane bench capacity [--no-curves] [--out out]
   eiplane simulate --trace FILE.csv [--launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
   eiplane demo [--report FILE.json]
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="the benchmarks in docs/").add_subparsers(dest="bench_command", required=True)
     cost = bench.add_parser("control-plane-cost", help="state transitions per provisioned instance (embedded AWS)")
-    cost.add_argument("--sizes", default="0,1,2,4", help="fleet sizes to run; the first is the baseline")
+    cost.add_argument("--sizes", default="0,1,4,25,100",
+                      help="fleet sizes to run; the first is the baseline (100 takes about 15 minutes on 2 cores)")
     cost.add_argument("--json", help="also write the measurements here")
     cost.set_defaults(handler=commands.bench_control_plane_cost)
     capacity = bench.add_parser("capacity", help="the capacity benchmark: eiplane vs target tracking vs HPA vs the oracle")

@@ -82,7 +82,7 @@ def run_capacity_demo(aws: EmbeddedAws, fleet: str, out_dir: Path, schedule_minu
             started += aws.schedule_tick(now)
         said = []
         for arn in started:
-            result = aws.wait(arn, timeout_s=300)
+            result = aws.wait(arn)
             tick = result.output["tick"] if result.output else {"trigger": "?"}
             # what the tick costs: Step Functions bills each state entered, Lambda each invocation
             cost = {"state_transitions": len(result.states_entered()),
@@ -96,7 +96,7 @@ def run_capacity_demo(aws: EmbeddedAws, fleet: str, out_dir: Path, schedule_minu
                 if outcome["action"] in ("scale_out", "scale_in"):
                     print(f"  minute {minute + 1:3d} ({tick['trigger']:8s}) {outcome['code']}: {outcome['reason']}")
                 if outcome.get("execution_arn"):
-                    provision = aws.wait(outcome["execution_arn"], timeout_s=600)
+                    provision = aws.wait(outcome["execution_arn"])
                     provisions.append({"minute": minute + 1, "execution_arn": provision.arn,
                                        "status": provision.status,
                                        "in_service": (provision.output or {}).get("in_service")})

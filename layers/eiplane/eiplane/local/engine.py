@@ -25,7 +25,6 @@ from typing import Any
 from unittest import mock
 
 import boto3
-import yaml
 from botocore.client import BaseClient
 
 from eiplane.executions import ExecutionResult, wait_for_execution
@@ -36,7 +35,6 @@ from eiplane.local.instances import EmbeddedInstances
 from eiplane.local.lambda_runtime import (
     LocalFunction,
     LocalLambdaRuntime,
-    reset_process_state,
     routed_stdout,
     sandboxes,
 )
@@ -44,6 +42,7 @@ from eiplane.local.template import (
     References,
     function_properties,
     load_template,
+    load_yaml,
     resources_of_type,
     sam_roles,
     substitute_definition,
@@ -66,6 +65,8 @@ def function_credentials(function_name: str) -> dict[str, str]:
             "AWS_SESSION_TOKEN": f"embedded-lambda/{function_name}"}
 
 
+_CLIENTS: dict[tuple[str, str, str | None, str | None], BaseClient] = {}
+_CLIENTS_LOCK = threading.Lock()
 _EVALUATORS: dict[Path, PolicyEvaluator] = {}
 _EVALUATORS_LOCK = threading.Lock()
 
@@ -144,8 +145,6 @@ class EmbeddedAws:
         self.instances: EmbeddedInstances | None = None
         self._instance_port: int | None = None
         self._instance_server_lock = threading.Lock()
-        self._clients: dict[str, BaseClient] = {}
-        self._clients_lock = threading.Lock()
         self.iam: IamEnforcer | None = None
         self.roles: dict[str, str] = {}  # the role's logical id (SAM's transform) -> its name
 
@@ -167,7 +166,10 @@ class EmbeddedAws:
         from moto.moto_api._internal import mock_random
 
         try:
-            for name, value in {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region}.items():
+            # The account's images are the engine's (seed_images): moto's thousands of default AMIs
+            # would cost a quarter of a second per embedded AWS.
+            for name, value in {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region,
+                                "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}.items():
                 self._exit.enter_context(_env(name, value))
             # moto's Step Functions interpreter logs every caught error at WARNING with a
             # full repr of the state: the execution history already says it better.
@@ -189,8 +191,8 @@ class EmbeddedAws:
             # Seeded ids: the default VPC and subnets get the same ids in every run, so the
             # demo is reproducible and events/ can name them.
             mock_random.seed(ID_SEED)
-            reset_process_state()
-            self._exit.callback(reset_process_state)
+            # (Clients the handlers made in an earlier embedded AWS are kept: each is keyed by the
+            # credentials and endpoint it signs for, and building one loads its service model.)
             seed_account(self.client("ec2"))
             self._deploy()
             seed_images(self.client("ec2"), self.region)
@@ -234,15 +236,15 @@ class EmbeddedAws:
     def client(self, service: str, access_key: str | None = None) -> BaseClient:
         """One client per service (and signer) for the engine's life (creating one loads its service
         model). The operator's by default: the account's administrator; with `access_key`, a principal's."""
-        key = f"{service}/{access_key or ''}"
-        with self._clients_lock:
-            if key not in self._clients:
+        key = (service, self.region, self.endpoint_url, access_key)
+        with _CLIENTS_LOCK:  # kept across embedded AWSs of this process: moto's backends are reset, not clients
+            if key not in _CLIENTS:
                 credentials = {} if access_key is None else {
                     "aws_access_key_id": access_key, "aws_secret_access_key": "embedded",
                     "aws_session_token": "embedded"}
-                self._clients[key] = boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url,
-                                                  **credentials)
-            return self._clients[key]
+                _CLIENTS[key] = boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url,
+                                             **credentials)
+            return _CLIENTS[key]
 
     # --- deployment -----------------------------------------------------------------------
 
@@ -315,7 +317,7 @@ class EmbeddedAws:
         for name, resource in machines.items():
             properties = resource["Properties"]
             # YAML or JSON, as SAM takes it; Step Functions gets JSON.
-            definition = json.dumps(yaml.safe_load((self.root / properties["DefinitionUri"]).read_text()))
+            definition = json.dumps(load_yaml((self.root / properties["DefinitionUri"]).read_text()))
             substitutions = {k: str(refs.resolve(v)) for k, v in properties.get("DefinitionSubstitutions", {}).items()}
             arn = self.client("stepfunctions").create_state_machine(
                 name=names[name], definition=substitute_definition(definition, substitutions),
@@ -415,8 +417,16 @@ class EmbeddedAws:
         return str(sfn.start_execution(
             stateMachineArn=self.state_machine_arn(logical_id), name=name, input=body)["executionArn"])
 
-    def wait(self, execution_arn: str, timeout_s: float = 120) -> ExecutionResult:
-        return wait_for_execution(self.client("stepfunctions"), execution_arn, timeout_s)
+    def progress(self) -> tuple[Any, ...]:
+        """Changes while anything runs: Lambda invocations, commands on instances, the virtual clock."""
+        invocations = len(self.runtime.invocations) if self.runtime else 0
+        commands = len(self.instances.commands_run) if self.instances else 0
+        return invocations, commands, self.clock.seconds
+
+    def wait(self, execution_arn: str, timeout_s: float | None = None) -> ExecutionResult:
+        """Until the execution ends: as long as it makes progress (a slow machine is slower, not failed);
+        `timeout_s` is for tests that must not wait past a bound whatever happens."""
+        return wait_for_execution(self.client("stepfunctions"), execution_arn, timeout_s, progress=self.progress)
 
     def run(self, execution_input: Any, name: str, logical_id: str = "ProvisionFleetStateMachine") -> ExecutionResult:
         return self.wait(self.start_execution(execution_input, name, logical_id))

@@ -207,6 +207,10 @@ class EmbeddedInstances:
             "AWS_CONFIG_FILE": str(root / "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-config"),
             "AWS_ENDPOINT_URL": self.endpoint_url(), **self.credentials(instance_id),
             "EIPLANE_AGENT_PYTHON": sys.executable, "EIPLANE_AGENT_DEVICE": "cpu",
+            # Every embedded instance shares this machine's few cores: torch's default of a thread per
+            # core, in several instances at once, thrashes, and the throughput validation measures
+            # (which capacity matching sizes with) falls tenfold. One thread each keeps it steady.
+            "OMP_NUM_THREADS": "1",
             # What the agent adds for every command.
             "SSM_COMMAND_ID": command.command_id, "AWS_SSM_INSTANCE_ID": instance_id,
             "AWS_SSM_REGION_NAME": self.region, "AWS_SSM_PLATFORM_NAME": "Ubuntu", "AWS_SSM_PLATFORM_VERSION": "24.04",

@@ -45,8 +45,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from eiplane.aws import record_api_calls, reset_clients
-from eiplane.settings import get_settings
+from eiplane.aws import record_api_calls
 
 TIMEOUT_ERROR = "Sandbox.Timedout"
 
@@ -424,9 +423,3 @@ def routed_stdout() -> Iterator[_ThreadRoutedStream]:
     finally:
         sys.stdout = previous_stdout
         handler.stream = previous_handler_stream  # type: ignore[attr-defined]
-
-
-def reset_process_state() -> None:
-    """Cached clients and settings belong to one embedded AWS; drop them between two."""
-    reset_clients()
-    get_settings.cache_clear()  # type: ignore[attr-defined]
