@@ -84,12 +84,6 @@ def test_artifact_validate_runs_the_agent_here(artifact: Path, capsys: pytest.Ca
     assert "  fp32 ok err " in out and "  bf16 ok err " in out
 
 
-def test_fleet_apply_without_the_artifact_fails_naming_the_push(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["fleet", "apply", "events/provision_fleet_gpu.json", "--local"]) == 1
-    err = capsys.readouterr().err
-    assert "ArtifactNotFound" in err and "eiplane artifact push" in err
-
-
 def test_artifact_pack_of_an_unknown_factory_is_a_named_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["artifact", "pack", "--model", "no.such.module:factory", "--input", "3x8x8", "--name", "x",
                  "--version", "1", "--out", str(tmp_path / "x")])

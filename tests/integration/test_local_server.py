@@ -175,6 +175,10 @@ def test_readme_local_server_lines_run_as_written_without_aws_configuration(loca
     instances = aws_cli(local_server, "ec2", "describe-instances", "--filters", "Name=tag:eiplane:state,Values=in_service")
     assert len([i for r in instances["Reservations"] for i in r["Instances"]]) == 2
 
+    # in-process, on an embedded AWS of its own: the artifact packed above goes with it
+    in_process = run_readme_line(local_server, readme_line("eiplane fleet apply", "--local")).stdout
+    assert "  SUCCEEDED" in in_process and "instances: 2 of 2 instances in service" in in_process
+
 
 def test_bad_spec_through_the_cli_fails_with_the_named_error(local_server: dict[str, Any]) -> None:
     sfn = sdk(local_server, "stepfunctions")

@@ -341,3 +341,12 @@ def test_the_installed_command_prints_one_line_without_aws_configuration(tmp_pat
                                    capture_output=True, text=True, timeout=120, check=False)
         assert completed.returncode == 2, completed.stderr
         assert completed.stderr.startswith(start) and completed.stderr.count("\n") == 1, completed.stderr
+
+
+def test_fleet_apply_local_without_the_artifact_is_refused_before_anything_starts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # an embedded AWS of its own, with an empty bucket: the run could only fail at PlanLaunch
+    line = one_line_error(capsys, main(["fleet", "apply", GPU_SPEC, "--local"]))
+    assert line.startswith("eiplane: --local starts an embedded AWS of its own, with an empty bucket, and this spec "
+                           "wants 2 instance(s): give the packed model with --artifact DIR"), line
+    assert "embedded AWS on" not in capsys.readouterr().out

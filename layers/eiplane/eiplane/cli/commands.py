@@ -149,6 +149,13 @@ def fleet_apply(args: argparse.Namespace) -> int:
         spec["dry_run"] = True
     parse_fleet_spec(spec)  # InvalidFleetSpec here, before anything starts; the state machine checks again
     name = args.name or execution_name(spec["name"])
+    wants_instances = not spec.get("dry_run") and int((spec.get("capacity") or {}).get("desired", 0)) > 0
+    if args.local and wants_instances and not args.artifact:
+        # Refused before anything starts: the run would fail at PlanLaunch with ArtifactNotFound,
+        # whose advice (artifact push) cannot reach an embedded AWS that lives only for this command.
+        raise CommandError("--local starts an embedded AWS of its own, with an empty bucket, and this spec wants "
+                           f"{spec['capacity']['desired']} instance(s): give the packed model with --artifact DIR "
+                           "(eiplane artifact pack ... --out DIR)")
     if args.local:
         from eiplane.local.engine import EmbeddedAws
 

@@ -47,6 +47,7 @@ def follow(sfn: BaseClient, execution_arn: str, out: TextIO | None = None, timeo
     printed = 0
     entered: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s
+    names_on_line = True  # compact: the caller has begun the line the states' names go on
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
         status = described["status"]
@@ -55,9 +56,12 @@ def follow(sfn: BaseClient, execution_arn: str, out: TextIO | None = None, timeo
             line = describe_event(event, entered)
             if line and compact:
                 if line.startswith("  > "):
-                    print(" " + line[4:], end="", file=out, flush=True)
+                    # after an error's line, the names go on below it, indented as before
+                    print((" " if names_on_line else "   ") + line[4:], end="", file=out, flush=True)
+                    names_on_line = True
                 elif not line.startswith("  ok "):
-                    print("\n  " + line.strip(), file=out, flush=True)
+                    print(("\n" if names_on_line else "") + "  " + line.strip(), file=out, flush=True)
+                    names_on_line = False
             elif line:
                 print(line, file=out, flush=True)
         printed = len(events)

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -395,6 +396,12 @@ class _S3AccessDenied(HTTPException):
 
 class _EmbeddedAwsError(ServiceException):
     """An error the embedded AWS answers with, serialised in the calling service's protocol."""
+
+
+# moto warns when an error code is not among the service model's modelled shapes; AccessDenied and
+# its kin seldom are (AWS returns them from its front end, not the service), and the answer is
+# serialised as AWS's is anyway. A denied call says so itself: the warning is noise.
+warnings.filterwarnings("ignore", message=r"Exception\(_EmbeddedAwsError\) with code ", category=UserWarning)
 
 
 def _error_response(response: BaseResponse, code: str, message: str, status: int) -> tuple[int, dict[str, str], Any]:
