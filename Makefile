@@ -26,6 +26,9 @@ PARLIAMENT_INSTALLED := $(TOOLS)/parliament/.installed-$(PARLIAMENT_VERSION)
 SAM_BUILD_PYTHON ?= 3.11.7:3.12.1
 # The CPU build on Python 3.11 (see pyproject's torch extra); the agent runs the same torch.
 TORCH_VERSION ?= 2.13.0
+# The model server's hash-pinned wheels, which the control plane ships to instances (no index reachable there).
+AGENT_DIR := layers/eiplane/eiplane/agent
+AGENT_WHEELS := $(AGENT_DIR)/wheels
 
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -44,7 +47,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet 'torch==$(TORCH_VERSION)' -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+# Exactly the pinned wheels, fetched afresh when the pins change (a stale wheel would fail bundle_files()).
+$(AGENT_WHEELS)/.downloaded: $(AGENT_DIR)/server-requirements.txt | $(VENV)/.installed
+	rm -rf $(AGENT_WHEELS)
+	$(BIN)/python -m pip download --quiet --require-hashes --no-deps --only-binary=:all: \
+		-r $(AGENT_DIR)/server-requirements.txt --dest $(AGENT_WHEELS)
+	touch $@
+
+install: $(VENV)/.installed $(AGENT_WHEELS)/.downloaded
 
 $(SAM):
 	$(PYTHON) -m venv $(TOOLS)/sam
@@ -85,7 +95,7 @@ lint: install tools
 	$(SAM) validate --lint
 	$(ASL_VALIDATOR) $(foreach f,$(wildcard statemachines/*.asl.yaml),--yaml-path $(f))
 
-build: tools
+build: tools $(AGENT_WHEELS)/.downloaded
 	PYENV_VERSION=$(SAM_BUILD_PYTHON) $(SAM) build
 
 deploy: build

@@ -4,12 +4,18 @@ real ASL, the real handlers), and fault injection for what moto cannot produce."
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from eiplane.cli.demo_capacity import write_clock
 from eiplane.executions import ExecutionResult
 from eiplane.local.engine import EmbeddedAws
 from eiplane.local.lambda_runtime import add_handler_hook, clear_handler_hooks, current_invocation, elapse
@@ -18,10 +24,76 @@ from tests.conftest import load_event
 REGION = "us-east-1"
 
 
+# The embedded instances' wall clock in tests: their model servers publish a minute's metrics only when a
+# test moves this clock past it (publish_a_minute), never on this machine's own minutes.
+INSTANCE_CLOCK_START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
 @pytest.fixture
-def aws() -> Iterator[EmbeddedAws]:
+def aws(tmp_path: Path) -> Iterator[EmbeddedAws]:
     with EmbeddedAws(region=REGION) as engine:
+        assert engine.instances is not None
+        engine.instances.clock_file = tmp_path / "instance-clock.txt"
+        write_clock(engine.instances.clock_file, INSTANCE_CLOCK_START)
         yield engine
+
+
+def publish_a_minute(aws: EmbeddedAws, instance_ids: list[str], deadline_s: float = 60.0) -> datetime:
+    """Move the instances' clock one minute on and wait (by progress) until each named instance's model
+    server has published that minute (PutMetricData as the instance's role). Returns the minute."""
+    assert aws.instances is not None and aws.instances.clock_file is not None
+    now = datetime.fromisoformat(aws.instances.clock_file.read_text().strip())
+    write_clock(aws.instances.clock_file, now + timedelta(minutes=1))
+    queries = [{"Id": f"i{n}", "ReturnData": True, "MetricStat": {"Metric": {
+        "Namespace": "eiplane/Inference", "MetricName": "Requests",
+        "Dimensions": [{"Name": "Fleet", "Value": fleet_of(aws, instance)}, {"Name": "InstanceId", "Value": instance}]},
+        "Period": 60, "Stat": "Sum"}} for n, instance in enumerate(instance_ids)]
+    deadline = time.monotonic() + deadline_s
+    while True:
+        results = aws.client("cloudwatch").get_metric_data(
+            MetricDataQueries=queries, StartTime=now, EndTime=now + timedelta(minutes=1))["MetricDataResults"]
+        if all(r["Values"] for r in results):
+            return now
+        assert time.monotonic() < deadline, f"the servers of {instance_ids} did not publish {now.isoformat()}"
+        time.sleep(0.05)  # polling the servers' progress
+
+
+def fleet_of(aws: EmbeddedAws, instance_id: str) -> str:
+    reservations = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+    tags = {t["Key"]: t["Value"] for t in reservations[0]["Instances"][0].get("Tags", [])}
+    return tags["eiplane:fleet"]
+
+
+def kill_server(aws: EmbeddedAws, instance_id: str) -> None:
+    """The instance's model server dies for good (a hung device, a crash loop): its service and its
+    supervisor are killed, so nothing restarts it and its port refuses connections."""
+    assert aws.instances is not None
+    run = aws.instances.root(instance_id) / "run"
+    pids = [int(p.read_text()) for p in run.glob("*.pid")]
+    assert pids, f"{instance_id} runs no service"
+    for pid in pids:
+        os.killpg(pid, signal.SIGKILL)
+    for pid_file in run.glob("*.pid"):
+        pid_file.unlink()
+
+
+def break_the_balancer(aws: EmbeddedAws, fleet: str) -> None:
+    """Drift on every part of a fleet's endpoint that the prerequisites stage repairs."""
+    elbv2, ec2 = aws.client("elbv2"), aws.client("ec2")
+    balancer = next(b for b in elbv2.describe_load_balancers()["LoadBalancers"] if b["LoadBalancerName"] == f"eiplane-{fleet}")
+    group = next(g for g in elbv2.describe_target_groups()["TargetGroups"] if g["TargetGroupName"] == f"eiplane-{fleet}")
+    elbv2.remove_tags(ResourceArns=[balancer["LoadBalancerArn"]], TagKeys=["team"])
+    elbv2.modify_target_group(TargetGroupArn=group["TargetGroupArn"], HealthCheckPath="/")
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    elbv2.modify_listener(ListenerArn=listener["ListenerArn"], DefaultActions=[
+        {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}])
+    elbv2.create_listener(LoadBalancerArn=balancer["LoadBalancerArn"], Protocol="HTTP", Port=8081, DefaultActions=[
+        {"Type": "forward", "TargetGroupArn": group["TargetGroupArn"]}])
+    default = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [balancer["VpcId"]]},
+                                                    {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]
+    elbv2.set_security_groups(LoadBalancerArn=balancer["LoadBalancerArn"], SecurityGroups=[default["GroupId"]])
+    zones = balancer["AvailabilityZones"]
+    elbv2.set_subnets(LoadBalancerArn=balancer["LoadBalancerArn"], Subnets=[z["SubnetId"] for z in zones[:2]])
 
 
 class Faults:

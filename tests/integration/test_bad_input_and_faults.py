@@ -159,7 +159,8 @@ def test_access_denied_fails_with_the_action_named_and_rerun_completes(aws: Embe
     rerun = aws.run(spec_for("gpu"), name="gpu-2")
     assert rerun.status == "SUCCEEDED", rerun.cause
     by_kind = {p["kind"]: p["outcome"] for p in fleet_report(aws, rerun)["prerequisites"]}
-    assert by_kind == {"security_group": "found", "iam_role": "created", "instance_profile": "created"}
+    assert by_kind == {"security_group": "found", "iam_role": "created", "instance_profile": "created",
+                       "target_group": "created", "load_balancer": "created", "listener": "created"}
 
 
 def test_concurrent_executions_for_one_fleet_create_one_of_each(aws: EmbeddedAws) -> None:
@@ -168,8 +169,12 @@ def test_concurrent_executions_for_one_fleet_create_one_of_each(aws: EmbeddedAws
 
     assert [r.status for r in results] == ["SUCCEEDED"] * 3
     inventory = managed_inventory(aws)
-    assert len(inventory["security_groups"]) == 2  # instance group + endpoint group
+    assert len(inventory["security_groups"]) == 3  # instance group, load balancer group, endpoint group
     assert len(inventory["vpc_endpoints"]) == 1
+    elbv2 = aws.client("elbv2")  # one endpoint: one balancer, one target group, one listener
+    balancers = elbv2.describe_load_balancers()["LoadBalancers"]
+    assert len(balancers) == 1 and len(elbv2.describe_target_groups()["TargetGroups"]) == 1
+    assert len(elbv2.describe_listeners(LoadBalancerArn=balancers[0]["LoadBalancerArn"])["Listeners"]) == 1
     assert inventory["roles"] == ["eiplane-demo-eia-instance"]
     assert json.dumps(inventory).count("PREREQUISITES") == 1
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from eiplane.executions import ExecutionResult
-from eiplane.local.engine import EmbeddedAws
+from eiplane.local.engine import ACCOUNT_ID, EmbeddedAws
 from eiplane.matching.fleet_view import measured_throughput
 from tests.integration.conftest import Faults
 from tests.integration.test_launch import fleet_spec, push_artifact, running_instances, slot_records
@@ -26,13 +26,41 @@ MATCH = "MatchCapacityStateMachine"
 SCALE_OUT = ("scale_out_surge", "scale_out_forecast")
 
 
+def balancer_of(aws: EmbeddedAws, fleet: str = FLEET) -> str:
+    """The fleet's balancer as AWS/ApplicationELB names it (app/<name>/<id>), from its prerequisites record."""
+    item = aws.client("dynamodb").get_item(TableName=aws.stack.outputs["FleetStateTableName"],
+                                           Key={"pk": {"S": f"FLEET#{fleet}"}, "sk": {"S": "PREREQUISITES"}})["Item"]
+    return item["load_balancer_arn"]["S"].split(":loadbalancer/", 1)[1]
+
+
 def put_demand(aws: EmbeddedAws, first: datetime, rps: list[float | None], fleet: str = FLEET) -> None:
-    """One Requests datapoint a minute (Sum over the minute = rps x 60), as a model server publishes."""
-    data = [{"MetricName": "Requests", "Dimensions": [{"Name": "Fleet", "Value": fleet}],
-             "Timestamp": first + timedelta(minutes=i), "Value": value * 60, "Unit": "Count"}
-            for i, value in enumerate(rps) if value is not None]
-    for chunk in range(0, len(data), 500):
-        aws.client("cloudwatch").put_metric_data(Namespace="eiplane/Inference", MetricData=data[chunk:chunk + 500])
+    """What the fleet's load balancer and model servers publish for minutes of `rps` requests a
+    second: the balancer's RequestCount (only in minutes with requests, as the ALB publishes), and each
+    in-service server's Requests (its share; 0 when idle: a server publishes every minute it runs).
+    None: neither published that minute (late or missing)."""
+    balancer = [{"Name": "LoadBalancer", "Value": balancer_of(aws, fleet)}]
+    instances = [str(r["instance_id"]) for r in in_service(aws, fleet).values()]
+    balancer_data, server_data = [], []
+    for i, value in enumerate(rps):
+        if value is None:
+            continue
+        at = first + timedelta(minutes=i)
+        if value > 0:
+            balancer_data.append({"MetricName": "RequestCount", "Dimensions": balancer, "Timestamp": at,
+                                  "Value": value * 60, "Unit": "Count"})
+        server_data += [{"MetricName": "Requests", "Timestamp": at, "Value": value * 60 / len(instances), "Unit": "Count",
+                         "Dimensions": [{"Name": "Fleet", "Value": fleet}, {"Name": "InstanceId", "Value": instance}]}
+                        for instance in instances]
+    # Only AWS publishes into AWS/ namespaces: the balancer's minutes go into the backend, as the embedded
+    # load balancer writes its own (eiplane/local/load_balancers.py).
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    backend = cloudwatch_backends[ACCOUNT_ID][aws.region]
+    if balancer_data:
+        backend.put_metric_data("AWS/ApplicationELB", [
+            {**d, "Timestamp": d["Timestamp"].astimezone(UTC).replace(tzinfo=None)} for d in balancer_data])
+    for chunk in range(0, len(server_data), 500):
+        aws.client("cloudwatch").put_metric_data(Namespace="eiplane/Inference", MetricData=server_data[chunk:chunk + 500])
 
 
 def tick(aws: EmbeddedAws, at: datetime, name: str, fleets: list[str] | None = None) -> ExecutionResult:

@@ -40,7 +40,7 @@ def test_local_invoke_runs_the_handler_with_an_event_file(capsys: pytest.Capture
 def test_local_invoke_accepts_the_function_folder_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["local", "invoke", "plan_prerequisites", "-e", "events/plan_prerequisites.json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["dry_run"] is False and plan["to_create"] == 5 and plan["mutating_calls"] == []
+    assert plan["dry_run"] is False and plan["to_create"] == 9 and plan["mutating_calls"] == []
 
 
 def test_local_invoke_reports_a_function_error_like_lambda(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,9 +71,9 @@ def test_fleet_apply_local_follows_and_writes_the_report(tmp_path: Path, artifac
     assert "  > ValidateFleetSpec" in out and "  ok RecordPrerequisites" in out and "SUCCEEDED" in out
     assert "created   iam_role          eiplane-demo-inf2-instance" in out
     assert "instances: 1 of 1 instances in service" in out
-    assert "validated on cpu (asked: neuron)" in out
+    assert "validated on cpu (asked: neuron)" in out and "through the started model server" in out
     written = json.loads(report.read_text())
-    assert written["fleet"] == "demo-inf2" and written["summary"]["created"] == 3
+    assert written["fleet"] == "demo-inf2" and written["summary"]["created"] == 7
     assert [i["state"] for i in written["instances"]] == ["in_service"]
 
 
@@ -97,7 +97,7 @@ def test_fleet_apply_accepts_yaml_and_dry_run(tmp_path: Path, capsys: pytest.Cap
                     "model: {name: m, version: '1'}\n")
     assert main(["fleet", "apply", str(spec), "--local", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "plan (dry run): 3 to create, 0 to repair" in out
+    assert "plan (dry run): 7 to create, 0 to repair" in out
 
 
 def test_fleet_apply_rejects_a_bad_spec_before_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:

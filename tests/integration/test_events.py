@@ -19,6 +19,8 @@ STATE_EVENTS: dict[str, type[BaseModel]] = {
     "ensure_instance_role.json": models.FleetStepInput,
     "ensure_vpc_endpoints.json": models.EnsureVpcEndpointsInput,
     "await_vpc_endpoints.json": models.AwaitVpcEndpointsInput,
+    "ensure_load_balancer.json": models.EnsureLoadBalancerInput,
+    "await_load_balancer.json": models.AwaitLoadBalancerInput,
     "record_prerequisites.json": models.RecordPrerequisitesInput,
     "plan_launch.json": launch.PlanLaunchInput,
     "launch_instance.json": launch.SlotInput,
@@ -34,11 +36,13 @@ STATE_EVENTS: dict[str, type[BaseModel]] = {
     "observe_and_plan.json": matching.FleetTick,
     "scale_out.json": matching.PlanInput,
     "drain_slots.json": matching.PlanInput,
+    "replace_unhealthy.json": matching.PlanInput,
     "terminate_drained.json": matching.TerminateDrainedInput,
     "record_decision.json": matching.RecordInput,
     "release_lease.json": matching.ReleaseInput,
     "summarize_tick.json": matching.SummarizeTickInput,
 }
+INVOKE_REQUEST = "invoke_tiny_cnn.json"  # a request body for the model server, not a state's input
 GOOD_SPECS = ["provision_fleet_eia.json", "provision_fleet_gpu.json", "provision_fleet_inferentia.json"]
 # MatchCapacity's inputs as EventBridge delivers them: the schedule's and a surge alarm's.
 TICK_EVENTS = {"match_capacity_schedule.json": "schedule", "match_capacity_alarm.json": "alarm"}
@@ -46,7 +50,13 @@ TICK_EVENTS = {"match_capacity_schedule.json": "schedule", "match_capacity_alarm
 
 def test_every_event_file_is_accounted_for() -> None:
     assert {p.name for p in EVENTS.glob("*.json")} == {*STATE_EVENTS, *GOOD_SPECS, *TICK_EVENTS,
-                                                      "provision_fleet_invalid.json"}
+                                                      "provision_fleet_invalid.json", INVOKE_REQUEST}
+
+
+def test_the_invoke_request_is_one_input_of_the_demo_models_shape() -> None:
+    # `eiplane invoke demo-gpu --input events/invoke_tiny_cnn.json` (README): {"inputs": [one 3x32x32 image]}
+    inputs = load_event(INVOKE_REQUEST)["inputs"]
+    assert (len(inputs), len(inputs[0]), len(inputs[0][0]), len(inputs[0][0][0])) == (1, 3, 32, 32)
 
 
 @pytest.mark.parametrize(("name", "trigger"), TICK_EVENTS.items())

@@ -28,7 +28,7 @@ from eiplane.local.engine import EmbeddedAws, function_credentials
 from eiplane.local.iam.enforcer import Record
 from eiplane.local.lambda_runtime import clear_handler_hooks
 from tests.conftest import load_event
-from tests.integration.conftest import Faults, private_vpc, spec_for
+from tests.integration.conftest import Faults, break_the_balancer, kill_server, private_vpc, publish_a_minute, spec_for
 from tests.integration.test_capacity_matching import (
     START,
     fleet_capacity,
@@ -92,6 +92,9 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
         {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}))
     iam.untag_role(RoleName=role, TagKeys=["team"])
     iam.untag_instance_profile(InstanceProfileName=role, TagKeys=["team"])
+    # ...and a load balancer, target group and listener that drifted: a tag gone, another health check, a
+    # listener forwarding elsewhere and one more on another port, another security group, fewer subnets.
+    break_the_balancer(aws, "demo-eia")
     iam.delete_role_permissions_boundary(RoleName=role)
     group = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["eiplane-demo-eia-instances"]}])[
         "SecurityGroups"][0]["GroupId"]
@@ -102,9 +105,13 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     push(aws.client("s3"), bucket, "fleets/demo-eia/models/tiny-cnn/1/", artifact)
     eia = spec_for("eia", desired=1)
     eia["model"] = {"name": "tiny-cnn", "version": "1"}
+    default_group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                          {"Name": "group-name", "Values": ["default"]}])
+    eia["serving"] = {"allowed_security_groups": [default_group["SecurityGroups"][0]["GroupId"]]}
     assert aws.run(eia, name="eia-2").status == "SUCCEEDED"
-    # A second eia fleet in one subnet of the VPC: the shared EI endpoint spans subnets it does not use.
-    one = spec_for("eia", name="demo-eia-b", network={"subnet_ids": [subnets[1]["SubnetId"]]})
+    # A second eia fleet in two subnets of the VPC (its load balancer needs two zones): the shared EI
+    # endpoint spans subnets it does not use.
+    one = spec_for("eia", name="demo-eia-b", network={"subnet_ids": [subnets[1]["SubnetId"], subnets[2]["SubnetId"]]})
     assert aws.run(one, name="eia-b-1").status == "SUCCEEDED"
     # Private subnets: SSM and S3 endpoints, VPC DNS.
     assert aws.run(spec_for("inferentia", network=private_vpc(aws)), name="inf2-1").status == "SUCCEEDED"
@@ -116,6 +123,9 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     gpu["capacity"] = {"min": 0, "desired": 1, "max": 2}
     gpu["scaling"] = {"warm_pool_size": 1}
     assert aws.run(gpu, name="gpu-1").status == "SUCCEEDED"
+    # The instance's model server publishes its minute (PutMetricData, as the instance's role).
+    in_service_now = [str(r["instance_id"]) for r in slot_records(aws, "demo-gpu").values() if r["state"] == "in_service"]
+    publish_a_minute(aws, in_service_now)
     # Capacity matching: the schedule (as its EventBridge rule) holds, the surge alarm (as its rule) starts a
     # tick that scales out through ProvisionFleet (starting the pooled instance), a quiet hour scales in
     # (stopping one back into the pool); a tick finding another's lease skips the fleet.
@@ -144,6 +154,7 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     serving = next(i for i, r in slot_records(aws, "demo-gpu").items() if r["state"] == "in_service")
     drained = invoke(aws, "DrainSlotsFunction", tick_event("demo-gpu", {"terminate": [serving]}))
     assert drained["draining"] == [serving]
+    aws.clock.advance(drained["drain_seconds"])  # the Wait state's: the deregistration delay passes
     done = invoke(aws, "TerminateDrainedFunction", tick_event("demo-gpu", {"terminate": [serving]}, drain=drained))
     assert done["terminated"] == [serving]
     assert aws.run(nopool, name="gpu-4").status == "SUCCEEDED"
@@ -163,6 +174,12 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     clear_handler_hooks()
     set_slot(aws, "demo-gpu", 7, state="planned", execution=FINISHED, generation="0")
     assert aws.run(nopool, name="gpu-7").status == "SUCCEEDED"
+    # A server that dies for good is found unhealthy by the balancer and replaced by the next tick.
+    serving = next(i for i, r in slot_records(aws, "demo-gpu").items() if r["state"] == "in_service")
+    kill_server(aws, str(slot_records(aws, "demo-gpu")[serving]["instance_id"]))
+    aws.clock.advance(120)  # the balancer's health checks run and fail
+    replaced = outcome(tick(aws, START + timedelta(minutes=200), "tick-replace"))
+    assert replaced["action"] == "replace" and aws.wait(replaced["execution_arn"]).status == "SUCCEEDED"
     agent = next(o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=bucket, Prefix="fleets/demo-gpu/agent/")[
         "Contents"])
     aws.client("s3").put_object(Bucket=bucket, Key=agent, Body=b"print('not the agent')\n")

@@ -154,19 +154,20 @@ def test_readme_local_server_lines_run_as_written_without_aws_configuration(loca
                                progress=events_of(sdk(local_server, "stepfunctions"), started["executionArn"]))
     assert first.status == "SUCCEEDED", first.error_message()
     summary = first.output  # the fleet's summary: the whole report is the S3 object it names
-    assert summary["summary"] == {"found": 0, "created": 3, "repaired": 0} and summary["in_service"] == 2
+    assert summary["summary"] == {"found": 0, "created": 7, "repaired": 0} and summary["in_service"] == 2
     report = json.loads(sdk(local_server, "s3").get_object(
         Bucket=summary["report"]["bucket"], Key=summary["report"]["key"])["Body"].read())
     assert report["in_service"] == 2 and all(i["validation"]["passed"] for i in report["instances"])
     groups = aws_cli(local_server, "ec2", "describe-security-groups", "--filters",
                      "Name=tag:eiplane:fleet,Values=demo-gpu")["SecurityGroups"]
-    assert [g["GroupId"] for g in groups] == [report["instance_security_group_id"]]
+    balancer_group = next(p["id"] for p in report["prerequisites"] if p["name"] == "eiplane-demo-gpu-load-balancer")
+    assert sorted(g["GroupId"] for g in groups) == sorted([report["instance_security_group_id"], balancer_group])
 
     applied = run_readme_line(local_server, readme_line("eiplane fleet apply", "--endpoint-url"))
     out = applied.stdout
     assert out.startswith(f"execution {machine.replace(':stateMachine:', ':execution:')}:demo-gpu-")
     assert "  > ValidateFleetSpec" in out and "  SUCCEEDED" in out
-    assert "found 3, created 0, repaired 0; mutating AWS calls: 0" in out
+    assert "found 7, created 0, repaired 0; mutating AWS calls: 0" in out
     assert "instances: 2 of 2 instances in service" in out
     second_arn = out.split()[1]
     history = aws_cli(local_server, "stepfunctions", "get-execution-history", "--execution-arn", second_arn)
@@ -174,6 +175,13 @@ def test_readme_local_server_lines_run_as_written_without_aws_configuration(loca
     assert entered[0] == "ValidateFleetSpec" and entered[-1] == "FleetReady"
     instances = aws_cli(local_server, "ec2", "describe-instances", "--filters", "Name=tag:eiplane:state,Values=in_service")
     assert len([i for r in instances["Reservations"] for i in r["Instances"]]) == 2
+
+    # the fleet serves: its endpoint's DNS name resolves, as the embedded AWS's DNS does, to the balancer's proxy
+    status = run_readme_line(local_server, readme_line("eiplane fleet status", "--endpoint-url")).stdout
+    assert "fleet demo-gpu (gpu) in us-east-1: 2 in service, 2 healthy at the load balancer" in status, status
+    assert f"endpoint: {report['endpoint']['url']}  (here: http://127.0.0.1:" in status
+    answered = run_readme_line(local_server, readme_line("eiplane invoke", "--endpoint-url")).stdout
+    assert answered.startswith("HTTP 200 from http://127.0.0.1:") and '"outputs"' in answered, answered
 
     # in-process, on an embedded AWS of its own: the artifact packed above goes with it
     in_process = run_readme_line(local_server, readme_line("eiplane fleet apply", "--local")).stdout

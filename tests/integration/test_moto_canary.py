@@ -69,6 +69,20 @@ def test_patched_moto_internals_still_have_the_shape_we_replace() -> None:
     assert "preprocessor.visit(tree)" in source and "return program, tree" in source
     # start_instances is wrapped (the agent boots again): it must still read InstanceIds itself
     assert 'self._get_param("InstanceIds"' in inspect.getsource(InstanceResponse.start_instances)
+    # stop and terminate are wrapped (the instance's services shut down): they too read InstanceIds
+    for operation in (InstanceResponse.stop_instances, InstanceResponse.terminate_instances):
+        assert 'self._get_param("InstanceIds"' in inspect.getsource(operation)
+    # put_metric_data is wrapped (no AWS/ namespace): it must still read Namespace itself
+    from moto.cloudwatch.responses import CloudWatchResponse
+
+    assert 'self._get_param("Namespace")' in inspect.getsource(CloudWatchResponse.put_metric_data)
+
+
+def test_moto_still_takes_metrics_into_aws_namespaces_without_our_patch() -> None:
+    """When this fails, moto refuses AWS/ namespaces itself: drop that patch."""
+    with mock_aws():
+        boto3.client("cloudwatch", region_name="us-east-1").put_metric_data(
+            Namespace="AWS/ApplicationELB", MetricData=[{"MetricName": "RequestCount", "Value": 1}])
 
 
 def test_moto_still_ignores_private_dns_on_modify_without_our_patch() -> None:
@@ -179,3 +193,153 @@ def test_sfn_strict_patches_and_restores_moto() -> None:
     with pytest.raises(ValueError, match="unknown Step Functions patches"), \
             sfn_strict.strict_step_functions(disable={"no_such_patch"}):
         pass
+
+
+# --- eiplane/local/load_balancers.py: the ALB's data plane -------------------------------------------
+
+def test_elbv2_and_cloudwatch_internals_that_load_balancers_replaces_still_have_their_shape() -> None:
+    from moto.cloudwatch.models import CloudWatchBackend, Dimension, MetricDatumBase, Statistics
+    from moto.cloudwatch.responses import CloudWatchResponse
+    from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeListener, FakeTargetGroup
+
+    # The replaced functions, called as the patches expect...
+    assert _parameters(ELBv2Backend.create_load_balancer) == [
+        "self", "name", "security_groups", "subnet_ids", "subnet_mappings", "scheme", "loadbalancer_type",
+        "ip_address_type", "tags"]
+    assert 'dns_name = f"{name}-1.{self.region_name}.elb.amazonaws.com"' in inspect.getsource(
+        ELBv2Backend.create_load_balancer)
+    assert _parameters(FakeTargetGroup.register) == _parameters(FakeTargetGroup.deregister) == ["self", "targets"]
+    assert "target_group.register(instances)" in inspect.getsource(ELBv2Backend.register_targets)
+    assert "target_group.deregister(instances)" in inspect.getsource(ELBv2Backend.deregister_targets)
+    assert _parameters(FakeTargetGroup.deregister_terminated_instances) == ["self", "instance_ids"]
+    assert "deregister_terminated_instances(instance_ids)" in inspect.getsource(ELBv2Backend.notify_terminate_instances)
+    assert _parameters(FakeTargetGroup.health_for) == ["self", "target", "ec2_backend"]
+    describe = inspect.getsource(ELBv2Backend.describe_target_health)  # lists `targets`, draining ones included
+    assert "list(target_group.targets.values())" in describe and "health_for(target, self.ec2_backend)" in describe
+    assert _parameters(FakeHealthStatus.__init__) == [
+        "self", "instance_id", "port", "health_port", "status", "reason", "description"]
+    # ...and the model attributes the health checker and the proxy read.
+    group_init = inspect.getsource(FakeTargetGroup.__init__)
+    for attribute in ("self.targets", "self.deregistered_targets", "self.health_check_path", "self.health_check_port",
+                      "self.health_check_interval_seconds", "self.health_check_timeout_seconds", "self.matcher",
+                      "self.healthy_threshold_count", "self.unhealthy_threshold_count", "self.health_check_enabled",
+                      '"deregistration_delay.timeout_seconds"', '"load_balancing.algorithm.type"'):
+        assert attribute in group_init, attribute
+    assert {"self.default_actions", "self.port", "self.protocol"} <= set(
+        re.findall(r"self\.\w+", inspect.getsource(FakeListener.__init__)))
+    assert "_default_rule" in inspect.getsource(FakeListener.rules.fget)  # type: ignore[attr-defined]
+
+    assert _parameters(Statistics.get_statistics_for_type) == ["self", "stat"]
+    data = inspect.getsource(CloudWatchBackend.get_metric_data)
+    assert "stats.get_statistics_for_type(stat)" in data and "sorted(md.dimensions) == sorted(dimensions)" in data
+    assert _parameters(Dimension.__lt__) == ["self", "other"]
+    assert "are_dimensions_same(" in inspect.getsource(MetricDatumBase.filter)
+    assert 'extended_statistics = self._get_param("ExtendedStatistics")' in inspect.getsource(
+        CloudWatchResponse.get_metric_statistics)
+    assert _parameters(CloudWatchBackend.get_metric_statistics) == [
+        "self", "namespace", "metric_name", "start_time", "end_time", "period", "stats", "dimensions", "unit"]
+    assert "md.filter(None, None, dimensions)" in inspect.getsource(CloudWatchBackend.get_metric_statistics)
+    assert "self.metric_data" in inspect.getsource(Statistics.__init__)  # what each statistic is computed from
+
+
+def test_moto_still_lacks_what_load_balancers_adds() -> None:
+    """When one of these fails, moto does it itself: drop that part of eiplane/local/load_balancers.py."""
+    import datetime
+
+    from botocore.exceptions import ClientError
+
+    with mock_aws():
+        ec2, elbv2 = boto3.client("ec2", region_name="us-east-1"), boto3.client("elbv2", region_name="us-east-1")
+        cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+        subnet = ec2.describe_subnets()["Subnets"][0]
+        balancer = elbv2.create_load_balancer(Name="one-zone", Subnets=[subnet["SubnetId"]])["LoadBalancers"][0]
+        assert balancer["DNSName"] == "one-zone-1.us-east-1.elb.amazonaws.com"  # accepted, and not AWS's name
+        group = elbv2.create_target_group(Name="g", Protocol="HTTP", Port=80, VpcId=subnet["VpcId"],
+                                          HealthCheckPath="/ping")["TargetGroups"][0]["TargetGroupArn"]
+        instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
+                                     SubnetId=subnet["SubnetId"])["Instances"][0]["InstanceId"]
+        elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": instance}])
+        health = elbv2.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
+        assert [h["TargetHealth"]["State"] for h in health] == ["healthy"]  # at once, with no listener
+        with pytest.raises(ClientError, match="InvalidTarget"):
+            elbv2.deregister_targets(TargetGroupArn=group, Targets=[{"Id": "i-0123456789abcdef0"}])
+        elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": "i-0123456789abcdef0"}])  # no such instance
+        ec2.terminate_instances(InstanceIds=[instance])
+        health = elbv2.describe_target_health(TargetGroupArn=group, Targets=[{"Id": instance}])
+        assert health["TargetHealthDescriptions"][0]["TargetHealth"]["State"] == "draining"
+
+        at = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+        dimensions = [{"Name": "LoadBalancer", "Value": "app/x/1"}, {"Name": "TargetGroup", "Value": "targetgroup/t/2"}]
+        for _ in range(2):
+            cloudwatch.put_metric_data(Namespace="N", MetricData=[
+                {"MetricName": "T", "Dimensions": dimensions, "Timestamp": at, "Values": [0.1, 0.9], "Counts": [99, 1]}])
+
+        def query(stat: str, order: list[dict[str, str]]) -> list[float]:
+            return cloudwatch.get_metric_data(StartTime=at, EndTime=at + datetime.timedelta(minutes=1), MetricDataQueries=[
+                {"Id": "q", "MetricStat": {"Metric": {"Namespace": "N", "MetricName": "T", "Dimensions": order},
+                                           "Period": 60, "Stat": stat}}])["MetricDataResults"][0]["Values"]
+
+        with pytest.raises(TypeError):  # a percentile statistic is None, which the response cannot serialize
+            query("p99", dimensions)
+        assert query("Maximum", dimensions) == [0.9] and query("Maximum", dimensions[::-1]) == []
+        assert len(cloudwatch.list_metrics(Namespace="N")["Metrics"]) > 1  # one per datum, not one per metric
+        points = cloudwatch.get_metric_statistics(Namespace="N", MetricName="T", Dimensions=dimensions, StartTime=at,
+                                                  EndTime=at + datetime.timedelta(minutes=1), Period=60,
+                                                  ExtendedStatistics=["p99"])["Datapoints"]
+        assert "ExtendedStatistics" not in points[0]
+        points = cloudwatch.get_metric_statistics(Namespace="N", MetricName="T", Dimensions=dimensions[:1], StartTime=at,
+                                                  EndTime=at + datetime.timedelta(minutes=1), Period=60,
+                                                  Statistics=["SampleCount"])["Datapoints"]
+        assert points[0]["SampleCount"] == 200  # a metric with more dimensions than asked for is counted too
+
+
+def test_load_balancers_patches_and_restores_moto() -> None:
+    from moto.cloudwatch import models as cloudwatch_models
+    from moto.cloudwatch.models import CloudWatchBackend
+    from moto.cloudwatch.responses import CloudWatchResponse
+    from moto.elbv2.models import ELBv2Backend, FakeTargetGroup
+
+    from eiplane.local.load_balancers import LoadBalancers
+
+    def replaced() -> tuple[object, ...]:
+        return (ELBv2Backend.create_load_balancer, FakeTargetGroup.register, FakeTargetGroup.deregister,
+                FakeTargetGroup.deregister_terminated_instances, FakeTargetGroup.health_for,
+                cloudwatch_models.Statistics.get_statistics_for_type, CloudWatchResponse.get_metric_statistics,
+                CloudWatchBackend.get_metric_statistics,
+                cloudwatch_models.Dimension.__lt__, cloudwatch_models.are_dimensions_same)
+
+    before = replaced()
+    with LoadBalancers(moto_gaps.VirtualClock(), lambda instance, port: None, "123456789012", "us-east-1").patched():
+        assert all(now is not then for now, then in zip(replaced(), before, strict=True))
+    assert replaced() == before
+
+
+def test_metric_stat_data_answers_as_moto_does_where_moto_is_right() -> None:
+    """moto_gaps.metric_stat_data replaces moto's GetMetricData for MetricStat queries (moto scans every
+    datapoint for every period): on data where moto's matching is right (one dimension set per metric),
+    both give the same answer; and moto still scans period by period (else drop the patch)."""
+    from datetime import UTC, datetime, timedelta
+
+    from moto.cloudwatch.models import CloudWatchBackend, cloudwatch_backends
+
+    assert "period_start_time <= period_md.timestamp < period_end_time" in inspect.getsource(
+        CloudWatchBackend.get_metric_data)
+    start = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+        for minute in range(5):
+            cloudwatch.put_metric_data(Namespace="eiplane/Inference", MetricData=[
+                {"MetricName": "Requests", "Dimensions": [{"Name": "Fleet", "Value": "f"}],
+                 "Timestamp": start + timedelta(minutes=minute, seconds=s), "Value": float(minute + s)}
+                for s in (0, 20) if minute != 2])
+        queries = [{"Id": f"q{n}", "MetricStat": {"Metric": {"Namespace": "eiplane/Inference", "MetricName": "Requests",
+                                                             "Dimensions": [{"Name": "Fleet", "Value": "f"}]},
+                                                  "Period": period, "Stat": stat}}
+                   for n, (period, stat) in enumerate([(60, "Sum"), (120, "Maximum"), (60, "SampleCount")])]
+        backend = cloudwatch_backends["123456789012"]["us-east-1"]
+        first = start.replace(tzinfo=None)  # moto keeps (and its API passes) naive UTC
+        last = first + timedelta(minutes=6)
+        for scan_by in ("TimestampAscending", "TimestampDescending"):
+            ours = moto_gaps.metric_stat_data(backend, queries, first, last, scan_by)
+            theirs = CloudWatchBackend.get_metric_data(backend, queries, first, last, scan_by)
+            assert ours == theirs

@@ -10,7 +10,8 @@ from tests.integration.conftest import EMPTY_INVENTORY, fleet_report, managed_in
 
 APPLY_STATES = [
     "ValidateFleetSpec", "PlanPrerequisites", "ApplyOrPlanOnly", "EnsureNetwork", "EnsureInstanceRole",
-    "EnsureVpcEndpoints", "AwaitVpcEndpoints", "RecordPrerequisites", "PlanLaunch", "ProvisionSlots",
+    "EnsureVpcEndpoints", "EnsureLoadBalancer", "AwaitVpcEndpoints", "AwaitLoadBalancer", "RecordPrerequisites",
+    "PlanLaunch", "ProvisionSlots",
     "SummarizeFleet", "FleetComplete", "FleetReady",
 ]
 
@@ -25,12 +26,20 @@ def test_gpu_fleet_in_public_subnets_gets_group_role_and_profile_and_no_endpoint
     assert result.status == "SUCCEEDED", result.cause
     assert result.states_entered() == APPLY_STATES
     assert outcomes(aws, result) == {
+        ("security_group", "eiplane-demo-gpu-load-balancer"): "created",
         ("security_group", "eiplane-demo-gpu-instances"): "created",
         ("iam_role", "eiplane-demo-gpu-instance"): "created",
         ("instance_profile", "eiplane-demo-gpu-instance"): "created",
+        ("target_group", "eiplane-demo-gpu"): "created",
+        ("load_balancer", "eiplane-demo-gpu"): "created",
+        ("listener", "HTTP 80"): "created",
     }
-    group = _group(aws, fleet_report(aws, result)["instance_security_group_id"])
-    assert group["IpPermissions"] == []
+    report = fleet_report(aws, result)
+    group = _group(aws, report["instance_security_group_id"])
+    balancer_group = next(p["id"] for p in report["prerequisites"] if p["name"] == "eiplane-demo-gpu-load-balancer")
+    # the serving port, from the load balancer's group only
+    assert [(p["IpProtocol"], p["FromPort"], [g["GroupId"] for g in p["UserIdGroupPairs"]], p["IpRanges"])
+            for p in group["IpPermissions"]] == [("tcp", 8080, [balancer_group], [])]
     assert [(p["IpProtocol"], p.get("FromPort"), p["IpRanges"]) for p in group["IpPermissionsEgress"]] == [
         ("tcp", 443, [{"CidrIp": "0.0.0.0/0"}])]
     tags = {t["Key"]: t["Value"] for t in group["Tags"]}
@@ -39,6 +48,36 @@ def test_gpu_fleet_in_public_subnets_gets_group_role_and_profile_and_no_endpoint
     profile = aws.client("iam").get_instance_profile(InstanceProfileName="eiplane-demo-gpu-instance")
     assert [r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == ["eiplane-demo-gpu-instance"]
     assert fleet_report(aws, result)["state_record"] == "written"
+
+
+def test_the_fleet_endpoint_is_an_internal_balancer_callable_only_from_the_vpc(aws: EmbeddedAws) -> None:
+    result = aws.run(spec_for("gpu"), name="gpu-1")
+
+    assert result.status == "SUCCEEDED", result.cause
+    report = fleet_report(aws, result)
+    elbv2 = aws.client("elbv2")
+    (balancer,) = elbv2.describe_load_balancers()["LoadBalancers"]
+    assert (balancer["Scheme"], balancer["Type"], balancer["State"]["Code"]) == ("internal", "application", "active")
+    assert len({z["ZoneName"] for z in balancer["AvailabilityZones"]}) >= 2
+    assert report["endpoint"]["url"] == f"http://{balancer['DNSName']}"
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    (target_group,) = elbv2.describe_target_groups()["TargetGroups"]
+    assert (listener["Protocol"], listener["Port"]) == ("HTTP", 80)
+    assert listener["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": target_group["TargetGroupArn"],
+                                           **({"Order": listener["DefaultActions"][0]["Order"]}
+                                              if "Order" in listener["DefaultActions"][0] else {}),
+                                           **({"ForwardConfig": listener["DefaultActions"][0]["ForwardConfig"]}
+                                              if "ForwardConfig" in listener["DefaultActions"][0] else {})}]
+    assert (target_group["Port"], target_group["HealthCheckPath"], target_group["HealthCheckIntervalSeconds"],
+            target_group["HealthCheckTimeoutSeconds"], target_group["HealthyThresholdCount"]) == (8080, "/ping", 10, 5, 2)
+    attributes = {a["Key"]: a["Value"] for a in elbv2.describe_target_group_attributes(
+        TargetGroupArn=target_group["TargetGroupArn"])["Attributes"]}
+    assert attributes["deregistration_delay.timeout_seconds"] == "30"
+    assert attributes["load_balancing.algorithm.type"] == "least_outstanding_requests"
+    # callers: the VPC's own CIDR block (the spec lists none), on the listener's port; nothing from the world
+    (group,) = [_group(aws, g) for g in balancer["SecurityGroups"]]
+    assert [(p["FromPort"], p["IpRanges"]) for p in group["IpPermissions"]] == [(80, [{"CidrIp": "172.31.0.0/16"}])]
+    assert [(p["FromPort"], p["IpRanges"]) for p in group["IpPermissionsEgress"]] == [(8080, [{"CidrIp": "172.31.0.0/16"}])]
 
 
 def test_rerun_finds_everything_and_makes_no_mutating_call(aws: EmbeddedAws) -> None:
@@ -92,8 +131,8 @@ def test_eia_instance_role_may_connect_to_elastic_inference_and_nothing_broader(
     assert resources["s3:GetObject"] == f"arn:aws:s3:::{bucket}/fleets/demo-eia/*"
     # The SSM agent's own heartbeat and messages, not AmazonSSMManagedInstanceCore (every parameter of the region)
     assert resources["ssm:UpdateInstanceInformation"] == "arn:aws:ec2:us-east-1:123456789012:instance/*"
-    assert {a for a, r in resources.items() if r == "*"} == {
-        "ec2messages:GetMessages", "ec2messages:AcknowledgeMessage", "ec2messages:SendReply"}
+    assert {a for a, r in resources.items() if r == "*"} == {  # no resource to name: AWS requires "*"
+        "ec2messages:GetMessages", "ec2messages:AcknowledgeMessage", "ec2messages:SendReply", "cloudwatch:PutMetricData"}
     assert not any(a.startswith("ssm:GetParameter") for a in resources)
     assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
     described = iam.get_role(RoleName=role)["Role"]
@@ -128,7 +167,8 @@ def test_inferentia_fleet_in_private_subnets_gets_ssm_and_s3_endpoints_and_vpc_d
     tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [network["vpc_id"]]}])["RouteTables"]
     assert endpoints["s3"]["RouteTableIds"] == [tables[0]["RouteTableId"]]
     billable = {p["name"] for p in fleet_report(aws, result)["prerequisites"] if p["billable"]}
-    assert billable == {f"com.amazonaws.us-east-1.{s} (interface)" for s in ("ssm", "ssmmessages", "ec2messages")}
+    assert billable == {f"com.amazonaws.us-east-1.{s} (interface)" for s in ("ssm", "ssmmessages", "ec2messages")} | {
+        "eiplane-demo-inf2"}  # and its load balancer
 
 
 def test_two_fleets_in_one_vpc_share_the_endpoint_and_its_group(aws: EmbeddedAws) -> None:
@@ -150,7 +190,7 @@ def test_dry_run_plans_and_creates_nothing(aws: EmbeddedAws) -> None:
     assert result.status == "SUCCEEDED", result.cause
     assert result.states_entered() == ["ValidateFleetSpec", "PlanPrerequisites", "ApplyOrPlanOnly", "PlanOnly"]
     assert result.output["dry_run"] is True
-    assert result.output["to_create"] == 5
+    assert result.output["to_create"] == 9
     assert result.output["mutating_calls"] == []
     assert managed_inventory(aws) == EMPTY_INVENTORY
 

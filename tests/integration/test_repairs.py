@@ -161,9 +161,12 @@ def test_leftover_untagged_group_is_refused_until_handed_over_then_locked_down(a
     assert (item["outcome"], item["id"]) == ("repaired", group)
     assert "revoke ingress TCP 22 from 0.0.0.0/0, TCP 443 from ::/0" in item["changes"]
     after = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]
-    assert after["IpPermissions"] == []
+    # locked down to the one rule the fleet needs: its serving port, from its load balancer's group only
+    balancer_group = _result_for(aws, result, "security_group", "eiplane-demo-gpu-load-balancer")["id"]
+    assert [(p["IpProtocol"], p["FromPort"], p["ToPort"], [g["GroupId"] for g in p["UserIdGroupPairs"]], p["IpRanges"])
+            for p in after["IpPermissions"]] == [("tcp", 8080, 8080, [balancer_group], [])]
     assert {t["Key"] for t in after["Tags"]} >= {"eiplane:managed-by", "eiplane:fleet", "eiplane:component"}
-    assert len(managed_inventory(aws)["security_groups"]) == 1
+    assert len(managed_inventory(aws)["security_groups"]) == 2  # the handed-over group and the balancer's
 
 
 def test_world_open_rule_added_to_the_endpoint_group_is_revoked(aws: EmbeddedAws) -> None:

@@ -93,6 +93,22 @@ ALLOWED: dict[tuple[str, str, str], Allowance] = {
         (frozenset({"states:DescribeExecution"}), _EXPRESS),
     ("DrainSlotsFunctionRole", "NeverTouchASlotBeingValidated", "RESOURCE_MISMATCH"):
         (frozenset({"states:DescribeExecution"}), _EXPRESS),
+    ("EnsureLoadBalancerFunctionRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
+        (frozenset({"iam:CreateServiceLinkedRole"}),
+         "An account's first load balancer makes ELB create its service-linked role on the caller's authority; the "
+         "statement names that one role and iam:AWSServiceName elasticloadbalancing.amazonaws.com."),
+    ("EnsureLoadBalancerFunctionRole", "CreateTaggedInternalBalancers", "UNKNOWN_CONDITION_FOR_ACTION"):
+        (frozenset({"unknown condition elasticloadbalancing:scheme for action elasticloadbalancing:createloadbalancer"}),
+         "parliament's data has ELB v1's CreateLoadBalancer (v1 and v2 share the prefix); the Service Authorization "
+         "Reference lists elasticloadbalancing:Scheme for v2's, which the embedded AWS evaluates (internal only)."),
+    ("EnsureLoadBalancerFunctionRole", "TagAtCreation", "UNKNOWN_CONDITION_FOR_ACTION"):
+        (frozenset({"unknown condition elasticloadbalancing:createaction for action elasticloadbalancing:addtags"}),
+         "parliament's data has ELB v1's AddTags; v2's takes elasticloadbalancing:CreateAction (Service Authorization "
+         "Reference, Elastic Load Balancing V2), the condition that limits this statement to tagging at creation."),
+    ("EnsureLoadBalancerFunctionRole", "RepairListenersOfOwnBalancers", "RESOURCE_MISMATCH"):
+        (frozenset({"elasticloadbalancing:ModifyListener", "elasticloadbalancing:DeleteListener"}),
+         "parliament's data names v1 resource types for these v2 actions; their resource is listener/app/... (Service "
+         "Authorization Reference, Elastic Load Balancing V2), which the embedded AWS checks the ARN against."),
     ("EnsureInstanceRoleFunctionRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
         (frozenset({"iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:DetachRolePolicy",
                     "iam:UpdateAssumeRolePolicy", "iam:PutRolePermissionsBoundary", "iam:PassRole",

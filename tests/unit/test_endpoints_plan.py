@@ -25,7 +25,7 @@ def subnet(subnet_id: str, zone: str, route_table: str, internet: bool) -> Subne
 
 
 def placement(*subnets: SubnetPlacement) -> Placement:
-    return Placement(vpc_id="vpc-12345678", default_vpc=False, subnets=list(subnets))
+    return Placement(vpc_id="vpc-12345678", default_vpc=False, vpc_cidrs=["10.0.0.0/16"], subnets=list(subnets))
 
 
 PUBLIC = placement(

@@ -41,8 +41,13 @@ COMMON_STATEMENTS = [
     {"Sid": "SsmAgentMessages", "Effect": "Allow",
      "Action": ["ec2messages:GetMessages", "ec2messages:AcknowledgeMessage", "ec2messages:SendReply"],
      "Resource": "*"},
+    # The model server's metrics, into its own namespace only (PutMetricData takes no resource).
+    {"Sid": "PutServingMetrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+     "Condition": {"StringEquals": {"cloudwatch:namespace": "eiplane/Inference"}}},
 ]
 AGENT_MESSAGES = "SsmAgentMessages"  # the SSM agent's message actions take no resource: "*" is AWS's
+# Actions that take no resource, so "*" is what AWS requires: each narrowed otherwise or explained.
+NO_RESOURCE = {AGENT_MESSAGES, "PutServingMetrics"}
 
 
 @pytest.mark.parametrize("backend_type", ["gpu", "inferentia"])
@@ -72,7 +77,7 @@ def test_no_wildcard_resource_or_action(backend_type: str) -> None:
     for statement in statements(backend_type):
         assert statement["Effect"] == "Allow"
         assert "NotAction" not in statement and "NotResource" not in statement
-        assert all(r != "*" for r in as_list(statement["Resource"])) or statement["Sid"] == AGENT_MESSAGES
+        assert all(r != "*" for r in as_list(statement["Resource"])) or statement["Sid"] in NO_RESOURCE
         assert all("*" not in a for a in as_list(statement["Action"]))
 
 
@@ -125,7 +130,7 @@ def test_partition_of_iso_regions(region: str, partition: str) -> None:
 def test_policy_arns_use_the_region_partition(region: str, partition: str) -> None:
     for statement in statements("eia", region=region):
         for resource in as_list(statement["Resource"]):
-            assert resource.startswith(f"arn:{partition}:") or statement["Sid"] == AGENT_MESSAGES
+            assert resource.startswith(f"arn:{partition}:") or statement["Sid"] in NO_RESOURCE
     connect = statements("eia", region=region)[-1]
     assert connect["Resource"] == (
         f"arn:{partition}:elastic-inference:{region}:{ACCOUNT}:elastic-inference-accelerator/*")

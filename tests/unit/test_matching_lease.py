@@ -62,6 +62,6 @@ def test_only_the_holder_releases_it() -> None:
 
 
 def test_the_lease_outlives_the_longest_drain_it_guards() -> None:
-    """DrainSeconds may be 3600: a 900 s lease would expire while the tick waits out the drain."""
+    """serving.deregistration_delay_s may be 3600: a 900 s lease would expire while the tick waits out the drain."""
     assert lease.term_seconds(900, 3600) > 3600 + 600
     assert lease.term_seconds(900, 0) == 900

@@ -123,7 +123,7 @@ def _spec(backend_type: str) -> Any:
 
 
 def _placement(*internet: bool) -> Placement:
-    return Placement(vpc_id="vpc-1", default_vpc=False, subnets=[
+    return Placement(vpc_id="vpc-1", default_vpc=False, vpc_cidrs=["10.0.0.0/16"], subnets=[
         SubnetPlacement(subnet_id=f"subnet-{i}", availability_zone=f"us-east-1{'abc'[i]}",
                         route_table_id=f"rtb-{i}", internet_route=route)
         for i, route in enumerate(internet)

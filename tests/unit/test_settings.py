@@ -113,7 +113,6 @@ def test_environment_names() -> None:
         "provision_state_machine": "EIPLANE_PROVISION_STATE_MACHINE",
         "match_interval_minutes": "EIPLANE_MATCH_INTERVAL_MINUTES",
         "launch_minutes": "EIPLANE_LAUNCH_MINUTES",
-        "drain_seconds": "EIPLANE_DRAIN_SECONDS",
         "lease_seconds": "EIPLANE_LEASE_SECONDS",
         "instance_boundary_arn": "EIPLANE_INSTANCE_BOUNDARY_ARN",
     }
@@ -122,7 +121,7 @@ def test_environment_names() -> None:
 def test_capacity_matching_settings_have_defaults_and_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, **FULL)
     settings = get_settings()
-    assert (settings.match_interval_minutes, settings.launch_minutes, settings.drain_seconds) == (5, 6, 120)
+    assert (settings.match_interval_minutes, settings.launch_minutes) == (5, 6)
     assert settings.surge_alarm_prefix == "eiplane-surge-" and settings.provision_state_machine is None
     get_settings.cache_clear()
     set_env(monkeypatch, EIPLANE_STACK_NAME="prod", EIPLANE_LEASE_SECONDS="10")

@@ -97,6 +97,12 @@ def test_full_valid_spec_round_trips() -> None:
         scaling={"enabled": True, "capacity_per_instance_rps": 250.0, "target_utilisation": 0.8,
                  "warm_pool_size": 4, "warm_pool_prefill": False},
         model={"name": "resnet50", "version": "1.0", "precisions": ["fp32", "bf16"]},
+        serving={"port": 9000, "listener_port": 8443,
+                 "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012",
+                 "allowed_cidrs": ["10.1.0.0/16"], "allowed_security_groups": ["sg-0123456789abcdef0"],
+                 "health_check": {"interval_s": 15, "timeout_s": 6, "healthy_threshold": 3, "unhealthy_threshold": 4},
+                 "deregistration_delay_s": 120, "healthy_deadline_s": 900, "max_batch_size": 16,
+                 "max_queue_delay_ms": 2.5, "max_queue": 128, "latency_p99_ms": 250.0},
         tags={"team": "ml", "cost-center": "a1 b2/c=3+d@e.f:g_h"},
         dry_run=True,
     )
@@ -670,3 +676,42 @@ def test_a_long_value_is_quoted_at_most_eighty_characters() -> None:
     # at most 80 characters, and at most 240 once JSON-escaped (é: 6)
     assert only_problem(raw(**{"é" * 100: 1})) == f"{'é' * 40!r}... (100 characters): Extra inputs are not permitted"
     assert only_problem(raw(**{"a\nb": 1})) == "'a\\nb': Extra inputs are not permitted"
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+def test_serving_defaults_are_documented_values() -> None:
+    serving = parse_fleet_spec(raw()).serving
+    assert (serving.port, serving.effective_listener_port, serving.protocol) == (8080, 80, "HTTP")
+    assert (serving.deregistration_delay_s, serving.latency_p99_ms, serving.max_queue) == (30, 100, 64)
+    assert (serving.health_check.interval_s, serving.health_check.timeout_s) == (10, 5)
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0"])
+def test_an_endpoint_open_to_the_internet_is_refused(cidr: str) -> None:
+    assert only_problem(raw(serving={"allowed_cidrs": ["10.0.0.0/8", cidr]})) == (
+        f"serving.allowed_cidrs: {cidr} opens the endpoint to the whole internet: list the networks that call it")
+
+
+def test_a_cidr_with_host_bits_is_not_a_cidr_block() -> None:
+    assert only_problem(raw(serving={"allowed_cidrs": ["10.0.0.1/8"]})) == (
+        "serving.allowed_cidrs: '10.0.0.1/8' is not a CIDR block (address/prefix, host bits zero)")
+
+
+def test_a_health_check_timeout_must_be_below_its_interval() -> None:
+    assert only_problem(raw(serving={"health_check": {"interval_s": 5, "timeout_s": 5}})) == (
+        "serving.health_check: timeout_s (5) must be less than interval_s (5)")
+
+
+def test_a_certificate_makes_the_listener_https_on_443_and_must_be_of_the_region() -> None:
+    certificate = "arn:aws:acm:{}:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+    serving = parse_fleet_spec(raw(serving={"certificate_arn": certificate.format("us-east-1")})).serving
+    assert (serving.protocol, serving.effective_listener_port) == ("HTTPS", 443)
+    assert only_problem(raw(serving={"certificate_arn": certificate.format("eu-west-1")})) == (
+        "spec: serving.certificate_arn is in eu-west-1, the fleet in us-east-1: a load balancer takes a "
+        "certificate of its own region")
+
+
+def test_the_serving_port_may_not_be_one_the_instance_uses() -> None:
+    assert only_problem(raw(serving={"port": 25888})) == (
+        "serving.port: 25888 is reserved on the instances (22, 25888)")

@@ -154,6 +154,21 @@ class ValidationFailed(EiplaneError):
     (or did not run): the message gives the numbers."""
 
 
+class TargetNotHealthy(EiplaneError):
+    """The instance is registered with the fleet's target group but its health checks have not
+    passed yet (the model server is loading, or the checks need more passes). Retried by the ASL."""
+
+
+class TargetNeverHealthy(EiplaneError):
+    """The instance's target did not turn healthy by serving.healthy_deadline_s: the slot fails and
+    its instance is deregistered and terminated."""
+
+
+class TargetsStillDraining(EiplaneError):
+    """Scale-in waited out the deregistration delay, but the load balancer still reports a target
+    draining (its requests are still in flight). Retried by the ASL before anything is terminated."""
+
+
 class PlanConflict(EiplaneError):
     """Another execution reserved a slot while this one planned: the ASL runs the plan again."""
 

@@ -3,6 +3,8 @@ first and by these names as a fallback."""
 
 from __future__ import annotations
 
+import hashlib
+
 from eiplane.models.spec import FleetSpec
 
 PROJECT = "eiplane"
@@ -12,6 +14,10 @@ TAG_COMPONENT = "eiplane:component"
 IAM_PATH = "/eiplane/"
 
 INSTANCE_SECURITY_GROUP = "instance-security-group"
+LOAD_BALANCER_SECURITY_GROUP = "load-balancer-security-group"
+LOAD_BALANCER = "load-balancer"
+TARGET_GROUP = "target-group"
+LISTENER = "listener"
 ENDPOINT_SECURITY_GROUP = "endpoint-security-group"
 INSTANCE_ROLE = "instance-role"
 INSTANCE_PROFILE = "instance-profile"
@@ -24,6 +30,21 @@ ENDPOINT_SECURITY_GROUP_NAME = "eiplane-vpc-endpoints"
 
 def instance_security_group_name(fleet: str) -> str:
     return f"eiplane-{fleet}-instances"
+
+
+def load_balancer_security_group_name(fleet: str) -> str:
+    return f"eiplane-{fleet}-load-balancer"
+
+
+def elb_name(fleet: str) -> str:
+    """The load balancer's and the target group's name: at most 32 characters of letters, digits and
+    hyphens. eiplane-<fleet> when it fits; else a prefix of the fleet's name and a digest of all of it,
+    so two long names that share a prefix do not collide."""
+    name = f"eiplane-{fleet}"
+    if len(name) <= 32:
+        return name
+    digest = hashlib.sha256(fleet.encode()).hexdigest()[:8]
+    return f"eiplane-{fleet[:15].rstrip('-')}-{digest}"
 
 
 def instance_role_name(fleet: str) -> str:

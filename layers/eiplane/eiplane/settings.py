@@ -22,7 +22,6 @@ class Settings(BaseModel):
     provision_state_machine: str | None = Field(default=None, description="ProvisionFleet's ARN: scale-out runs it")
     match_interval_minutes: int = Field(default=5, ge=1, description="N: the schedule that runs MatchCapacity")
     launch_minutes: int = Field(default=6, ge=0, description="L: launch to validated and in service")
-    drain_seconds: int = Field(default=120, ge=0, description="how long a drained instance keeps serving")
     lease_seconds: int = Field(default=900, ge=60, description="a tick's hold on a fleet; expires if the tick dies")
     instance_boundary_arn: str | None = Field(
         default=None, description="the permissions boundary every fleet instance role is created under "
@@ -43,7 +42,6 @@ ENVIRONMENT = {
     "provision_state_machine": "EIPLANE_PROVISION_STATE_MACHINE",
     "match_interval_minutes": "EIPLANE_MATCH_INTERVAL_MINUTES",
     "launch_minutes": "EIPLANE_LAUNCH_MINUTES",
-    "drain_seconds": "EIPLANE_DRAIN_SECONDS",
     "lease_seconds": "EIPLANE_LEASE_SECONDS",
     "instance_boundary_arn": "EIPLANE_INSTANCE_BOUNDARY_ARN",
 }

@@ -42,6 +42,14 @@ def save_prerequisites(fleet: str, record: dict[str, str], results: list[Prerequ
     return "written"
 
 
+def load_prerequisites(fleet: str) -> dict[str, Any] | None:
+    """What the fleet's last prerequisites stage recorded (its VPC, groups, profile, load balancer)."""
+    settings = get_settings()
+    item = client("dynamodb", settings.region).get_item(
+        TableName=settings.state_table, Key=fleet_key(fleet, "PREREQUISITES"), ConsistentRead=True).get("Item")
+    return {k: plain(v) for k, v in item.items()} if item else None
+
+
 # --- registry -----------------------------------------------------------------------------
 
 REGISTRY_PK = "REGISTRY"

@@ -67,6 +67,21 @@ class FormatResult(_Strict):
     precisions: dict[str, PrecisionResult] = Field(default_factory=dict)
 
 
+class ServingCheck(_Strict):
+    """The model server, started as a service from the validated artifact, as the instance measured it
+    through its own HTTP path: ready (its /ping answered 200), then loaded open-loop at rising rates."""
+
+    ready: bool
+    url: str | None = None
+    error: str | None = None
+    capacity_rps: float | None = Field(
+        default=None, description="the highest request rate whose p99 stayed under latency_objective_ms, no errors")
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_objective_ms: float | None = None
+    steps: list[dict[str, Any]] = Field(default_factory=list, description="each rate tried and what it measured")
+
+
 class ValidationResult(_Strict):
     schema_version: Literal[1]
     instance_id: str
@@ -84,6 +99,7 @@ class ValidationResult(_Strict):
     failure: Failure | None
     started_at: str
     finished_at: str | None = None
+    serving: ServingCheck | None = Field(default=None, description="the started model server (validated ones only)")
 
     @model_validator(mode="after")
     def _passed_means_no_failure(self) -> ValidationResult:
@@ -104,6 +120,7 @@ class ValidationResult(_Strict):
             "artifact_verified": self.artifact.verified,
             "passed": self.passed,
             "failure": self.failure.model_dump() if self.failure else None,
+            "serving": self.serving.model_dump(exclude={"steps"}) if self.serving else None,
             "formats": {
                 name: {
                     "load_s": fmt.load_s,

@@ -363,6 +363,12 @@ def _drain_order(observation: Observation, count: int) -> list[str]:
     return cancel + [slot.id for slot in ready[:count - len(cancel)]]
 
 
+def rps(value: float) -> str:
+    """A request rate as a reason says it: whole requests a second, or two significant digits below 10
+    (a fleet sized at 0.5 req/s per instance must not read "0 req/s")."""
+    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.2g}"
+
+
 def plan(observation: Observation, settings: PolicySettings | None = None) -> Decision:
     s = settings or PolicySettings()
     ready, launching = len(observation.ready), len(observation.launching)
@@ -401,16 +407,16 @@ def plan(observation: Observation, settings: PolicySettings | None = None) -> De
         previous = observation.history[-2] if len(observation.history) > 1 else None
         rise = newest - previous if previous is not None else 0.0
         margin = fc.headroom
-        surge = f" (expected {fc.expected_now_rps:.0f})"
+        surge = f" (expected {rps(fc.expected_now_rps)})"
         if rise > 0 and s.surge_extrapolation > 0:
             sized = newest + s.surge_extrapolation * rise
-            surge += f" and rising {rise:.0f} req/s a minute (sized for {sized:.0f} +{margin:.0%})"
+            surge += f" and rising {rps(rise)} req/s a minute (sized for {rps(sized)} +{margin:.0%})"
     reactive = math.ceil(sized * (1 + margin) / per_instance - 1e-9)
     if fc is not None:
         predicted_launch = math.ceil(fc.peak_launch_rps * (1 + fc.headroom) / per_instance - 1e-9)
         predicted_keep = math.ceil(fc.peak_keep_rps * (1 + fc.headroom) / per_instance - 1e-9)
-        level = f"level {fc.level_ratio:.0f} req/s" if fc.method == "recent" else f"level x{fc.level_ratio:.2f}"
-        basis = (f"{fc.method} forecast peaks at {fc.peak_launch_rps:.0f} req/s in +{s.launch_minutes + 1}..+{s.horizon} min "
+        level = f"level {rps(fc.level_ratio)} req/s" if fc.method == "recent" else f"level x{fc.level_ratio:.2f}"
+        basis = (f"{fc.method} forecast peaks at {rps(fc.peak_launch_rps)} req/s in +{s.launch_minutes + 1}..+{s.horizon} min "
                  f"({level}, headroom {fc.headroom:.0%})")
     else:
         predicted_launch = predicted_keep = reactive
@@ -419,8 +425,8 @@ def plan(observation: Observation, settings: PolicySettings | None = None) -> De
     needed = (needed_launch, needed_keep)
     target_launch = min(high, max(low, needed_launch))
     target_keep = min(high, max(low, needed_keep))
-    sizing = f"{capacity:.0f} req/s per instance at {s.target_utilisation:.0%}"
-    now_demand = f"demand now {newest:.0f} req/s"
+    sizing = f"{rps(capacity)} req/s per instance at {s.target_utilisation:.0%}"
+    now_demand = f"demand now {rps(newest)} req/s"
 
     if current < target_launch:
         add = target_launch - current

@@ -4,10 +4,13 @@
   eiplane artifact push DIR --fleet F [--stack-name eiplane | --bucket B | --endpoint-url URL] [--region R]
   eiplane artifact validate DIR [--device cuda] [--precisions fp32,fp16,bf16]
   eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane] [--region R]
+  eiplane fleet status NAME [--endpoint-url URL] [--stack-name eiplane] [--region R] [--json FILE]
+  eiplane invoke NAME --input REQUEST.json [--endpoint-url URL | --url URL]
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
   eiplane bench control-plane-cost [--sizes 0,1,4,25,100] [--json FILE]
   eiplane bench capacity [--no-curves] [--out out]
+  eiplane bench serving [--model tiny-cnn|deep-mlp | --artifact DIR] [--device cuda] [--json FILE]
   eiplane simulate --trace FILE.csv [--launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
   eiplane demo [--report FILE.json]
 
@@ -24,6 +27,7 @@ from urllib.parse import urlsplit
 from botocore import exceptions as boto_errors
 
 from eiplane.cli import commands
+from eiplane.cli import serving as serving_commands
 from eiplane.errors import EiplaneError
 
 ENDPOINT_HELP = ("an `eiplane local up` server, e.g. http://127.0.0.1:4566; on 127.0.0.1 / localhost, what your "
@@ -67,6 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--report", help="also write the execution output as JSON here")
     apply.add_argument("--artifact", help="with --local: push this packed artifact to the fleet first")
     apply.set_defaults(handler=commands.fleet_apply)
+    status = fleet.add_parser("status", help="the fleet's endpoint, each slot's state, instance, target health and "
+                                             "validation figures")
+    invoke = sub.add_parser("invoke", help="one request through the fleet's endpoint: prints the outputs and the latency")
+    for command in (status, invoke):
+        command.add_argument("name", help="the fleet's name")
+        where = command.add_mutually_exclusive_group()
+        where.add_argument("--local", action="store_true", help="(refused: a --local embedded AWS has no fleet; "
+                                                               "use `eiplane local up` and --endpoint-url)")
+        where.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+        command.add_argument("--stack-name", help=STACK_HELP.format(what="the fleet state table"))
+        command.add_argument("--region", help=REGION_HELP)
+    status.add_argument("--json", help="also write the status as JSON here")
+    status.set_defaults(handler=serving_commands.fleet_status)
+    invoke.add_argument("--input", required=True, help='request body: {"inputs": [...]} (see README, model server)')
+    invoke.add_argument("--url", help="send here instead of the fleet's endpoint (e.g. an instance, from inside the VPC)")
+    invoke.add_argument("--timeout", type=float, default=60.0, help="seconds (SageMaker's invocation limit: 60)")
+    invoke.set_defaults(handler=serving_commands.invoke)
 
     artifact = sub.add_parser("artifact", help="model artifacts (needs the torch extra)").add_subparsers(
         dest="artifact_command", required=True)
@@ -127,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--workers", type=int, default=2)
     capacity.add_argument("--out", default="out", help="where the table, curves and plot go")
     capacity.set_defaults(handler=commands.bench_capacity)
+    serving = bench.add_parser("serving", help="the model server: latency vs a direct call, dynamic batching, overload")
+    serving.add_argument("--artifact", help="a packed artifact directory (default: --model, packed afresh)")
+    serving.add_argument("--model", choices=("tiny-cnn", "deep-mlp"), default="tiny-cnn",
+                         help="tiny-cnn: the demo model; deep-mlp: a forward pass that costs the same at batch 1 and 32")
+    serving.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    serving.add_argument("--seconds", type=float, default=3.0, help="length of each closed-loop run")
+    serving.add_argument("--json", help="also write the measurements here")
+    serving.set_defaults(handler=commands.bench_serving)
 
     simulate = sub.add_parser("simulate", help="replay a demand trace through the policy and the baselines")
     simulate.add_argument("--trace", required=True, help="CSV: one demand value (requests/s) per minute")

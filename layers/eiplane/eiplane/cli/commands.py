@@ -325,7 +325,15 @@ def local_up(args: argparse.Namespace) -> int:
         if args.ready_file:
             write_json(args.ready_file, {"endpoint_url": aws.endpoint_url, "region": aws.region,
                                          "outputs": aws.stack.outputs})
-        stop.wait()
+        # Real time moves the embedded AWS's clock here (health checks, drains), each minute's load balancer
+        # metrics are published as they happen, and the balancers' DNS names resolve (eiplane fleet status).
+        aws.load_balancers.start_publisher()
+        from eiplane.cli.serving import local_endpoints_file
+
+        endpoints = local_endpoints_file(int(urlsplit(aws.endpoint_url or "").port or 0))
+        while not stop.wait(1.0):
+            aws.clock.advance(1.0)
+            write_json(str(endpoints), aws.load_balancers.dns_table())
     finally:
         aws.stop()
     return 0
@@ -426,3 +434,18 @@ def demo(args: argparse.Namespace) -> int:
     from eiplane.cli.demo import run_demo
 
     return run_demo(report_path=args.report)
+
+
+def bench_serving(args: argparse.Namespace) -> int:
+    from eiplane.bench.serving import measure, render
+
+    artifact = Path(args.artifact) if args.artifact else None
+    if artifact is not None and not (artifact / "manifest.json").is_file():
+        raise CommandError(f"{artifact}: no manifest.json (pack one with `eiplane artifact pack`)")
+    if args.seconds <= 0:
+        raise CommandError("--seconds must be > 0")
+    measured = measure(artifact, device=args.device, seconds=args.seconds, model=args.model)
+    print(render(measured))
+    if args.json:
+        write_json(args.json, measured)
+    return 0

@@ -19,7 +19,7 @@ from botocore.client import BaseClient
 
 from eiplane.artifacts.push import push
 from eiplane.cli.commands import LOCAL_POLL_S, execution_name, write_json
-from eiplane.cli.demo_capacity import run_capacity_demo
+from eiplane.cli.demo_capacity import START, run_capacity_demo, write_clock
 from eiplane.cli.progress import follow, full_report, print_plan, print_report
 from eiplane.local.engine import EmbeddedAws, find_project_root
 from eiplane.naming import model_prefix
@@ -28,7 +28,13 @@ FLEET_EVENTS = ("provision_fleet_eia.json", "provision_fleet_gpu.json", "provisi
 # Instances per fleet in the demo: only the gpu fleet's artifact can be packed on this machine.
 DEMO_DESIRED = {"eia": 0, "gpu": 2, "inferentia": 0}
 DEMO_MAX = {"eia": 1, "gpu": 3, "inferentia": 1}  # the gpu fleet's room to grow in the capacity demo
-DEMO_CAPACITY_RPS = 50.0
+# Requests/s one instance serves, on the demo's compressed clock (cli/demo_capacity.py: a minute's
+# requests are sent in MINUTE_SECONDS, so CloudWatch's per-minute rates are 60 / MINUTE_SECONDS times
+# lower than the real rate): 0.5 here is 50 real requests/s, far below what a server measures on this
+# CPU at validation.
+DEMO_CAPACITY_RPS = 0.5
+# Scale-in drains for this long (the target group's deregistration delay): requests in flight finish.
+DEMO_DRAIN_SECONDS = 5
 
 
 def create_private_network(ec2: BaseClient) -> dict[str, Any]:
@@ -76,11 +82,18 @@ def run_demo(report_path: str | None = None) -> int:
         # validation (which varies run to run), so the capacity demo is the same everywhere.
         # The eia and inferentia fleets have no instances here: capacity matching leaves them be.
         spec["scaling"] = {"capacity_per_instance_rps": DEMO_CAPACITY_RPS, "enabled": backend == "gpu"}
+        spec["serving"] = {"deregistration_delay_s": DEMO_DRAIN_SECONDS}
     artifact_dir = root / "out" / "artifacts" / "tiny-cnn-1"
     manifest = pack_demo_model(artifact_dir)
     print(f"packed tiny-cnn 1 into {artifact_dir.relative_to(root)}: "
           f"{', '.join(sorted(manifest.files))} (torch {manifest.torch_version})")
     with EmbeddedAws(root) as aws:
+        # The instances' clock is the capacity demo's (its servers publish each compressed minute).
+        clock_file = root / "out" / "demo-clock.txt"
+        clock_file.parent.mkdir(parents=True, exist_ok=True)
+        write_clock(clock_file, START)
+        assert aws.instances is not None
+        aws.instances.clock_file = clock_file
         sfn = aws.client("stepfunctions")
         machine = aws.state_machine_arn()
         print(f"embedded AWS: moto {moto.__version__}, in-process; template.yaml deployed as stack "
@@ -119,7 +132,7 @@ def run_demo(report_path: str | None = None) -> int:
                              "summary": result.output, "report": report})
             passes.append({"pass": number, "fleets": runs})
         snapshots.append(inventory(aws))
-        capacity = run_capacity_demo(aws, "demo-gpu", root / "out")
+        capacity = run_capacity_demo(aws, "demo-gpu", root / "out", clock_file)
 
     second = passes[1]["fleets"]
     gpu_first = next(r["report"] for r in passes[0]["fleets"] if r["report"] and r["report"]["backend"]["type"] == "gpu")
@@ -138,12 +151,15 @@ def run_demo(report_path: str | None = None) -> int:
         "capacity_scaled_out": capacity["summary"]["scale_outs"] > 0 and capacity["summary"]["provisions_succeeded"],
         "capacity_scaled_in": capacity["summary"]["instances_drained"] > 0,
         "capacity_only_in_service_instances_run": capacity["summary"]["only_in_service_running"],
+        "serving_requests_failed": capacity["serving"]["requests_failed"],
+        "serving_failed_during_scale_in": capacity["serving"]["failed_during_scale_in"],
     }
     ok = (checks["every_execution_succeeded"] and checks["second_run_all_found"]
           and checks["second_run_mutating_calls"] == 0 and checks["second_run_inventory_unchanged"]
           and checks["gpu_instances_in_service"] == checks["gpu_instances_validated"] == DEMO_DESIRED["gpu"]
           and checks["second_run_same_instances"] and checks["capacity_scaled_out"] and checks["capacity_scaled_in"]
-          and checks["capacity_only_in_service_instances_run"])
+          and checks["capacity_only_in_service_instances_run"]
+          and checks["serving_requests_failed"] == 0 and checks["serving_failed_during_scale_in"] == 0)
     print("\n== result")
     print(f"  first run : {sum(r['report']['summary']['created'] for r in passes[0]['fleets'] if r['report'])} created, "
           f"{sum(len(r['report']['mutating_calls']) for r in passes[0]['fleets'] if r['report'])} mutating AWS calls")
@@ -165,6 +181,7 @@ def run_demo(report_path: str | None = None) -> int:
             "passes": passes,
             "inventory": snapshots[-1],
             "capacity_matching": capacity,
+            "serving": capacity["serving"],
             "checks": checks,
             "ok": ok,
         })

@@ -122,6 +122,20 @@ def print_report_validation(validation: dict[str, Any], out: TextIO | None = Non
             error = result["max_rel_error"]
             error_text = f"{error:.1e}" if error is not None else "-"
             print(f"{indent}  {precision} {verdict} err {error_text} (tol {result['tolerance']:.0e}) {latency}", file=out)
+    serving = validation.get("serving")
+    if serving:
+        if serving.get("ready") and serving.get("capacity_rps") is not None:
+            measured = ", ".join(f"{name} {serving[key]:.1f} ms" for name, key in (("p50", "latency_p50_ms"),
+                                                                                  ("p99", "latency_p99_ms"))
+                                 if serving.get(key) is not None)
+            print(f"{indent}serving: {serving['capacity_rps']:.0f} requests/s with p99 under "
+                  f"{serving['latency_objective_ms']:g} ms" + (f" ({measured})" if measured else "")
+                  + ", through the started model server", file=out)
+        elif serving.get("ready"):
+            print(f"{indent}serving: ready; no request rate kept p99 under {serving.get('latency_objective_ms')} ms "
+                  f"in the load test ({serving.get('error') or 'see the steps in the report'})", file=out)
+        else:
+            print(f"{indent}serving: {'ready' if serving.get('ready') else 'NOT READY'}: {serving.get('error')}", file=out)
 
 
 def full_report(s3: BaseClient, summary: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -147,6 +147,15 @@ class EmbeddedAws:
         self._instance_server_lock = threading.Lock()
         self.iam: IamEnforcer | None = None
         self.roles: dict[str, str] = {}  # the role's logical id (SAM's transform) -> its name
+        from eiplane.local.load_balancers import LoadBalancers
+
+        def serving_address(instance_id: str, port: int) -> tuple[str, int] | None:
+            """Where an embedded instance's server on `port` listens on this machine (None: nothing does)."""
+            serving = getattr(self.instances, "serving_address", None)
+            return serving(instance_id, port) if serving is not None else None
+
+        # The ALBs' data plane (health checks, a proxy per listener, AWS/ApplicationELB metrics).
+        self.load_balancers = LoadBalancers(self.clock, serving_address, ACCOUNT_ID, region)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -180,6 +189,7 @@ class EmbeddedAws:
             self.instances = EmbeddedInstances(self.clock, self._instance_endpoint, self.region)
             self._exit.callback(self.instances.close)
             self._exit.enter_context(moto_gaps.patched(self.runtime, self.clock, self.instances))
+            self._exit.enter_context(self.load_balancers.patched())
             self.iam = IamEnforcer(shared_evaluator(self.root), ACCOUNT_ID)
             self.instances.enforcer = self.iam
             self._exit.enter_context(self.iam.patched())

@@ -12,6 +12,11 @@
   Success or Failed with its exit code and the tails of its output, as GetCommandInvocation
   reports them on AWS. So the control plane's path is the same as on AWS, and a wrong
   artifact fails validation here too.
+- Each instance has a root folder (EIPLANE_INSTANCE_ROOT: where the command puts /opt, /etc, /run)
+  and an init system (eiplane.local.systemd: `systemctl` first on the command's PATH), so the model
+  server the command installs as a unit runs as a process of its own, restarted when it crashes and
+  stopped (SIGTERM) when the instance stops or terminates. It listens on a loopback port of its own
+  (EIPLANE_SERVER_BIND), where the embedded load balancer reaches it: `serving_address`.
 - RunInstances honours ClientToken (the same token returns the same instances) and records
   the ElasticInferenceAccelerators as accelerator associations on the instance; StartInstances
   boots a stopped instance again (its agent registers after booting, as after a launch).
@@ -20,6 +25,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,11 +59,73 @@ class EmbeddedInstances:
         # IAM, as the SSM agent meets it: its own calls are made with the instance's role.
         self.enforcer: IamEnforcer | None = None
         self.accelerators: dict[str, list[str]] = {}  # instance -> its Elastic Inference accelerators' ARNs
+        self.serving_ports: dict[str, int] = {}  # instance -> the loopback port its model server binds
+        self.clock_file: Path | None = None  # the instances' wall clock (EIPLANE_CLOCK_FILE), when compressed
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         for thread in self._threads:
             thread.join(timeout=60)
+        for instance_id in list(self.serving_ports):
+            self._stop_services(instance_id)
         self._scratch.cleanup()
+
+    # --- the instance's own filesystem and services --------------------------------------------
+
+    def root(self, instance_id: str) -> Path:
+        """The instance's filesystem root (what / is on the instance)."""
+        return Path(self._scratch.name) / instance_id / "fs"
+
+    def _bin(self, instance_id: str) -> Path:
+        """Tools the image has that this machine must not lend: its init system's systemctl."""
+        folder = Path(self._scratch.name) / instance_id / "bin"
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            shim = folder / "systemctl"
+            shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m eiplane.local.systemd systemctl \"$@\"\n")
+            shim.chmod(0o755)
+        return folder
+
+    def _serving_port(self, instance_id: str) -> int:
+        with self._lock:
+            if instance_id not in self.serving_ports:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # a free loopback port
+                    probe.bind(("127.0.0.1", 0))
+                    self.serving_ports[instance_id] = probe.getsockname()[1]
+            return self.serving_ports[instance_id]
+
+    def serving_address(self, instance_id: str, port: int) -> tuple[str, int] | None:
+        """Where a connection to the instance's `port` lands: its model server's loopback port, if a
+        unit of the instance serves on `port` (its ExecStart's --port) and runs. None: refused."""
+        from eiplane.local import systemd
+
+        bound = self.serving_ports.get(instance_id)
+        units = self.root(instance_id) / "etc" / "systemd" / "system"
+        if bound is None or not units.is_dir():
+            return None
+        for unit in units.glob("*.service"):
+            command = (systemd.parse_unit(unit).get("ExecStart") or [""])[-1]
+            found = re.search(r"--port[= ](\d+)", command)
+            if found and int(found.group(1)) == port and systemd.running_pid(self.root(instance_id), unit.stem):
+                return ("127.0.0.1", bound)
+        return None
+
+    def shut_down(self, instance_ids: list[str]) -> None:
+        """StopInstances / TerminateInstances: the OS stops its services (SIGTERM, then SIGKILL after
+        their stop timeout), while EC2 reports the instance stopping or shutting-down."""
+        for instance_id in instance_ids:
+            if instance_id in self.serving_ports:
+                thread = threading.Thread(target=self._stop_services, args=(instance_id,), daemon=True,
+                                          name=f"embedded-shutdown-{instance_id}")
+                self._threads.append(thread)
+                thread.start()
+
+    def _stop_services(self, instance_id: str) -> None:
+        from eiplane.local import systemd
+
+        run = self.root(instance_id) / "run"
+        for pid_file in run.glob("*.pid") if run.is_dir() else []:
+            systemd.stop(self.root(instance_id), pid_file.stem, timeout_s=30)
 
     # --- EC2 ------------------------------------------------------------------------------
 
@@ -199,9 +268,18 @@ class EmbeddedInstances:
         working = root / f"cwd-{next(self._ids)}"  # the agent's own working directory: nothing of the script's
         working.mkdir()
         bin_dir = str(Path(sys.executable).parent)  # the venv: the AWS CLI, and python with torch
+        filesystem = self.root(instance_id)
+        filesystem.mkdir(parents=True, exist_ok=True)
         env = {
-            # What the agent's systemd unit gives its children; the venv first, standing in for the image's tools.
-            "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+            # What the agent's systemd unit gives its children; the image's own tools (systemctl) first, then
+            # the venv, standing in for the image's python and AWS CLI.
+            "PATH": f"{self._bin(instance_id)}:{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            # The instance's / (the command writes /opt, /etc/systemd and /run under it) and its own loopback
+            # port for the model server, which the embedded load balancer connects to.
+            "EIPLANE_INSTANCE_ROOT": str(filesystem),
+            "EIPLANE_SERVER_BIND": f"127.0.0.1:{self._serving_port(instance_id)}",
+            **({"EIPLANE_CLOCK_FILE": str(self.clock_file)} if self.clock_file else {}),
             "TMPDIR": str(root),  # keeps mktemp inside the instance's scratch folder, not this machine's /var/tmp
             # No region and no config: a command must say which region it calls, as on the instance.
             "AWS_CONFIG_FILE": str(root / "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-config"),
@@ -211,6 +289,9 @@ class EmbeddedInstances:
             # core, in several instances at once, thrashes, and the throughput validation measures
             # (which capacity matching sizes with) falls tenfold. One thread each keeps it steady.
             "OMP_NUM_THREADS": "1",
+            # The load test of the started server at validation: a few seconds, not the 30 an instance
+            # takes (the instances share this machine's cores; the figure is this machine's anyway).
+            "EIPLANE_LOADTEST_SECONDS": "2", "EIPLANE_LOADTEST_STEP_SECONDS": "0.4", "EIPLANE_AGENT_ITERATIONS": "8",
             # What the agent adds for every command.
             "SSM_COMMAND_ID": command.command_id, "AWS_SSM_INSTANCE_ID": instance_id,
             "AWS_SSM_REGION_NAME": self.region, "AWS_SSM_PLATFORM_NAME": "Ubuntu", "AWS_SSM_PLATFORM_VERSION": "24.04",

@@ -14,8 +14,16 @@ tests/integration/test_moto_canary.py, which fails loudly when a moto upgrade mo
 - EC2 RunInstances ignores ClientToken (here: the same token returns its instances, with other
   parameters it is IdempotentParameterMismatch, for a terminated instance IdempotentInstanceTerminated,
   and DescribeInstances filters on client-token) and ElasticInferenceAccelerators; SSM never runs a
-  command, always answers Success, and has no DescribeInstanceInformation. EmbeddedInstances
-  (local/instances.py) does what the instance would; the patches below route to it.
+  command, always answers Success, and has no DescribeInstanceInformation; StopInstances and
+  TerminateInstances stop nothing that runs on the instance. EmbeddedInstances (local/instances.py)
+  does what the instance would (its model server stops as the OS shuts down); the patches below route to it.
+- CloudWatch GetMetricData scans every datapoint of the account for every period of every query
+  (a 15-day window of minutes is 21,600 periods): MetricStat queries are answered here from the
+  datapoints of their own metric, bucketed in one pass (the same statistics, and the exact
+  namespace and dimension set, as AWS matches them). Expressions still go to moto.
+- CloudWatch PutMetricData takes any namespace; AWS refuses the `AWS/` ones (only AWS services
+  publish there): InvalidParameterValue here too. (The embedded load balancer writes its
+  AWS/ApplicationELB metrics into the backend, as the ALB does.)
 - SSM SendCommand with InstanceIds and no Targets runs on every instance of the account: it
   is narrowed to the instances asked for.
 - SSM has none of the public /aws/service/deeplearning or /aws/service/neuron parameters:
@@ -24,6 +32,10 @@ tests/integration/test_moto_canary.py, which fails loudly when a moto upgrade mo
   States.DataLimitExceeded caught by States.ALL, a Choice on a missing path, a missing `.$`
   path, Lambda invoke error names, error/cause lengths, the 25,000-event history): the patches
   of local/sfn_strict.py, entered here, make it fail where AWS fails.
+- Elastic Load Balancing has no data plane (no health checks, draining, proxy or metrics), accepts an
+  ALB in one zone, refuses to deregister an unknown target; CloudWatch has no percentiles and matches
+  dimensions loosely: the patches of local/load_balancers.py (named in its docstring), entered by the
+  engine (EmbeddedAws.load_balancers), do what the ALB does. VirtualClock.on_advance runs its health checks.
 """
 
 from __future__ import annotations
@@ -35,12 +47,14 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import moto
 from moto.awslambda.models import LambdaFunction
+from moto.cloudwatch.models import CloudWatchBackend, Statistics
+from moto.cloudwatch.responses import CloudWatchResponse as CloudWatchResponses
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.ec2 import utils as ec2_utils
@@ -86,18 +100,46 @@ class VirtualClock:
         self.seconds = 0.0
         self._busy = 0
         self._changed = threading.Condition()
+        self._listeners: list[Callable[[float, float], None]] = []
 
     def sleep(self, seconds: float) -> None:
         seconds = max(0.0, float(seconds))
         with self._changed:
+            before = self.seconds
             self.seconds += seconds
+            after = self.seconds
             if self._busy:
                 self._changed.wait_for(lambda: self._busy == 0, timeout=seconds)
+        self._notify(before, after)
 
     def advance(self, seconds: float) -> None:
         """Time passes without anyone waiting for it (a handler's own waits)."""
         with self._changed:
+            before = self.seconds
             self.seconds += max(0.0, float(seconds))
+            after = self.seconds
+        self._notify(before, after)
+
+    def on_advance(self, callback: Callable[[float, float], None]) -> Callable[[], None]:
+        """Call `callback(before, after)` each time the clock moves (what falls due in that span:
+        health checks, draining timers), in the thread that moved it, after a sleep's wait and
+        outside the clock's lock. Returns the function that unsubscribes it."""
+        with self._changed:
+            self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with self._changed:
+                if callback in self._listeners:
+                    self._listeners.remove(callback)
+        return unsubscribe
+
+    def _notify(self, before: float, after: float) -> None:
+        if after == before:
+            return
+        with self._changed:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(before, after)
 
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
@@ -219,6 +261,36 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: Embedde
         instances.started(list(self._get_param("InstanceIds", [])))
         return result
 
+    original_stop_instances = InstanceResponse.stop_instances
+    original_terminate_instances = InstanceResponse.terminate_instances
+
+    def stop_instances(self: InstanceResponse) -> Any:
+        result = original_stop_instances(self)  # the OS shuts down: its services get SIGTERM
+        instances.shut_down(list(self._get_param("InstanceIds", [])))
+        return result
+
+    def terminate_instances(self: InstanceResponse) -> Any:
+        result = original_terminate_instances(self)
+        instances.shut_down(list(self._get_param("InstanceIds", [])))
+        return result
+
+    original_put_metric_data = CloudWatchResponses.put_metric_data
+
+    def put_metric_data(self: CloudWatchResponses) -> Any:
+        namespace = str(self._get_param("Namespace") or "")
+        if namespace.startswith("AWS/"):
+            raise JsonRESTError("InvalidParameterValue", f"The value {namespace} for parameter Namespace is invalid.")
+        return original_put_metric_data(self)
+
+    original_get_metric_data = CloudWatchBackend.get_metric_data
+
+    def get_metric_data(self: CloudWatchBackend, queries: list[dict[str, Any]], start_time: datetime.datetime,
+                        end_time: datetime.datetime, scan_by: str = "TimestampAscending") -> list[dict[str, Any]]:
+        if not queries or not all("MetricStat" in q for q in queries) or start_time >= end_time:
+            return original_get_metric_data(self, queries, start_time, end_time, scan_by)  # its errors, its maths
+        return metric_stat_data(self, queries, start_time.replace(microsecond=0), end_time.replace(microsecond=0),
+                                scan_by)
+
     def describe_instance_information(self: SsmResponses) -> Any:
         wanted: list[str] = []
         for entry in [*self._get_param("Filters", []), *self._get_param("InstanceInformationFilterList", [])]:
@@ -255,6 +327,10 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: Embedde
         # DescribeInstances' client-token filter (moto has none): how a launch is found by its token.
         stack.enter_context(mock.patch.dict(ec2_utils.filter_dict_attribute_mapping, {"client-token": "client_token"}))
         stack.enter_context(mock.patch.object(InstanceResponse, "start_instances", start_instances))
+        stack.enter_context(mock.patch.object(InstanceResponse, "stop_instances", stop_instances))
+        stack.enter_context(mock.patch.object(CloudWatchResponses, "put_metric_data", put_metric_data))
+        stack.enter_context(mock.patch.object(CloudWatchBackend, "get_metric_data", get_metric_data))
+        stack.enter_context(mock.patch.object(InstanceResponse, "terminate_instances", terminate_instances))
         stack.enter_context(mock.patch.object(SsmResponses, "describe_instance_information",
                                               describe_instance_information, create=True))
         stack.enter_context(mock.patch.object(SsmBackend, "send_command", send_command))
@@ -278,3 +354,44 @@ def seed_public_parameters(account_id: str, region: str, values: dict[str, str])
                 allowed_pattern=None, keyid=None, last_modified_date=datetime.datetime.now(datetime.UTC), version=1,
                 data_type="aws:ec2:image"))
             versions[-1].version = len(versions)
+
+
+def metric_stat_data(backend: CloudWatchBackend, queries: list[dict[str, Any]], start_time: datetime.datetime,
+                     end_time: datetime.datetime, scan_by: str) -> list[dict[str, Any]]:
+    """GetMetricData's MetricStat queries, as AWS answers them: each query's metric (namespace, name and
+    exactly its dimension set), its datapoints in [start, end) bucketed by Period from StartTime, one
+    statistic per bucket that has data."""
+    def key(namespace: str, name: str, dimensions: Any) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        return namespace, name, tuple(sorted(dimensions))
+
+    def utc(moment: datetime.datetime) -> datetime.datetime:  # moto keeps some naive (UTC), some aware
+        return moment.astimezone(datetime.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+    first, last = utc(start_time), utc(end_time)
+    by_metric: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[Any]] = {}
+    for datum in backend.get_all_metrics():
+        if first <= utc(datum.timestamp) < last:
+            dimensions = [(d.name, d.value) for d in datum.dimensions]
+            by_metric.setdefault(key(datum.namespace, datum.name, dimensions), []).append(datum)
+    results = []
+    for query in queries:
+        stat = query["MetricStat"]
+        metric = stat["Metric"]
+        period = int(stat["Period"])
+        wanted = key(metric["Namespace"], metric["MetricName"],
+                     [(d["Name"], d["Value"]) for d in metric.get("Dimensions", [])])
+        data = [d for d in by_metric.get(wanted, []) if not stat.get("Unit") or d.unit == stat["Unit"]]
+        buckets: dict[int, list[Any]] = {}
+        for datum in data:
+            buckets.setdefault(int((utc(datum.timestamp) - first).total_seconds() // period), []).append(datum)
+        values, timestamps = [], []
+        for index in sorted(buckets, reverse=scan_by == "TimestampDescending"):
+            statistics = Statistics([stat["Stat"]], start_time + datetime.timedelta(seconds=index * period))
+            statistics.metric_data = buckets[index]
+            values.append(statistics.get_statistics_for_type(stat["Stat"]))
+            timestamps.append(statistics.timestamp)
+        if query.get("ReturnData", True):
+            results.append({"id": query["Id"], "label": query.get("Label") or f"{metric['MetricName']} {stat['Stat']}",
+                            "values": values, "timestamps": timestamps, "status_code": "Complete"})
+    return results
+

@@ -31,10 +31,15 @@ def slot_index(policy_id: str) -> int | None:
 
 
 def measured_throughput(validation: dict[str, Any] | None, precision: str = "fp32") -> float | None:
-    """Requests/s one instance served one at a time (batch 1) at validation, in the precision the
-    fleet serves in (the first its spec lists), with the faster of the formats that passed."""
+    """Requests/s one instance serves: what the load test of its started model server found at
+    validation (the highest rate whose p99 stayed under serving.latency_p99_ms, through its own HTTP
+    path and batching). A record validated before the server was load-tested: the batch-1 throughput
+    of the model alone, in the precision the fleet serves in, with the faster format that passed."""
     if not validation or not validation.get("passed"):
         return None
+    serving = validation.get("serving") or {}
+    if serving.get("ready") and serving.get("capacity_rps"):
+        return float(serving["capacity_rps"])
     rates = []
     for fmt in (validation.get("formats") or {}).values():
         result = (fmt.get("precisions") or {}).get(precision) or {}

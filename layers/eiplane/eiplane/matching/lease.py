@@ -20,7 +20,7 @@ LEASE = "LEASE"
 
 def term_seconds(lease_seconds: int, drain_seconds: int) -> int:
     """How long a tick holds its fleet: longer than a tick's work *and* its drain, which the tick waits
-    out while holding the lease (DrainSeconds may be an hour), so the lease cannot expire under it."""
+    out while holding the lease (a fleet's serving.deregistration_delay_s may be an hour), so the lease cannot expire under it."""
     return lease_seconds + drain_seconds
 
 

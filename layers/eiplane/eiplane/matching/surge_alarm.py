@@ -1,4 +1,4 @@
-"""The fast path for surges: one CloudWatch alarm per fleet on its demand metric.
+"""The fast path for surges: one CloudWatch alarm per fleet on its load balancer's RequestCount.
 
 The alarm goes to ALARM in the first minute whose requests exceed what the fleet's ready
 instances serve; the template's EventBridge rule (source aws.cloudwatch, the alarm name's
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from eiplane import naming
 from eiplane.aws import client
-from eiplane.matching.observe import DIMENSION, NAMESPACE
+from eiplane.matching.observe import BALANCER_NAMESPACE
 from eiplane.models.spec import FleetSpec
 from eiplane.settings import get_settings
 
@@ -22,22 +22,24 @@ def surge_alarm_name(fleet: str) -> str:
     return f"{get_settings().surge_alarm_prefix}{fleet}"
 
 
-def upsert_surge_alarm(spec: FleetSpec, ready_rps: float) -> bool:
-    """Create the alarm, or move its threshold; True if it wrote (no call when unchanged)."""
+def upsert_surge_alarm(spec: FleetSpec, ready_rps: float, load_balancer: str) -> bool:
+    """Create the alarm on the balancer (`app/<name>/<id>`), or move its threshold; True if it
+    wrote (no call when unchanged)."""
     name = surge_alarm_name(spec.name)
     threshold = round(ready_rps * 60, 1)  # requests per minute (the metric is a Sum over 60 s)
     cloudwatch = client("cloudwatch", spec.region)
     current = cloudwatch.describe_alarms(AlarmNames=[name], AlarmTypes=["MetricAlarm"])["MetricAlarms"]
-    if current and float(current[0]["Threshold"]) == threshold:
+    dimensions = [{"Name": "LoadBalancer", "Value": load_balancer}]
+    if current and float(current[0]["Threshold"]) == threshold and current[0].get("Dimensions") == dimensions:
         return False
     cloudwatch.put_metric_alarm(
         AlarmName=name,
         AlarmDescription=(f"eiplane fast path: fleet {spec.name}'s demand is above what its ready instances "
                           f"serve; starts capacity matching at once (threshold = ready capacity, moved each tick)"),
-        Namespace=NAMESPACE, MetricName="Requests", Dimensions=[{"Name": DIMENSION, "Value": spec.name}],
+        Namespace=BALANCER_NAMESPACE, MetricName="RequestCount", Dimensions=dimensions,
         Statistic="Sum", Period=60, EvaluationPeriods=1, DatapointsToAlarm=1, Threshold=threshold,
         ComparisonOperator="GreaterThanThreshold",
-        TreatMissingData="notBreaching",  # a quiet fleet is not a surge; missing data holds on the schedule
+        TreatMissingData="notBreaching",  # the balancer publishes only while requests flow: a quiet fleet
         ActionsEnabled=False,  # no action: EventBridge receives every state change
         Tags=naming.as_aws_tags(naming.tags_for(SURGE_ALARM, spec)),
     )

@@ -17,10 +17,10 @@ from botocore.exceptions import ClientError
 
 from eiplane.aws import aws_errors, client, error_code
 from eiplane.capacity.policy import Decision, Observation, PolicySettings, plan
-from eiplane.errors import CapacityMatchingFailed, FleetNotRegistered
+from eiplane.errors import CapacityMatchingFailed, FleetNotRegistered, TargetsStillDraining
 from eiplane.matching import lease as leases
 from eiplane.matching.fleet_view import pending_slots, policy_slots, slot_index
-from eiplane.matching.observe import observe
+from eiplane.matching.observe import Sources, balancer_dimension, observe
 from eiplane.matching.surge_alarm import upsert_surge_alarm
 from eiplane.models.launch import IN_PROGRESS
 from eiplane.models.matching import (
@@ -33,6 +33,7 @@ from eiplane.models.matching import (
     PlanInput,
     RecordInput,
     ReleaseInput,
+    ReplaceResult,
     ScaleOutResult,
     SummarizeTickInput,
     TerminateDrainedInput,
@@ -47,7 +48,14 @@ from eiplane.observability import logger, metrics
 from eiplane.provisioning.lifecycle import failure_reason, record_state, stop_into_pool
 from eiplane.provisioning.plan import execution_running, instance_states, running_instances
 from eiplane.settings import get_settings
-from eiplane.state import load_registration, load_slots, registered_fleets, save_decision, update_registration
+from eiplane.state import (
+    load_prerequisites,
+    load_registration,
+    load_slots,
+    registered_fleets,
+    save_decision,
+    update_registration,
+)
 
 # CloudWatch keeps 1-minute datapoints for 15 days: enough for two weeks of weekly seasonality.
 HISTORY_MINUTES = 15 * 1440 - 1
@@ -76,7 +84,10 @@ def acquire_lease(request: FleetTick) -> Lease:
     owner = request.tick.execution_id
     with aws_errors():
         settings = get_settings()
-        if leases.acquire(request.fleet, owner, leases.term_seconds(settings.lease_seconds, settings.drain_seconds)):
+        registration = load_registration(request.fleet)
+        # The lease outlives the longest step it covers: the drain, the fleet's deregistration delay.
+        drain = FleetSpec.model_validate(registration["spec"]).serving.deregistration_delay_s if registration else 0
+        if leases.acquire(request.fleet, owner, leases.term_seconds(settings.lease_seconds, drain)):
             return Lease(acquired=True, owner=owner)
         held_by = leases.holder(request.fleet)
     logger.info(f"{request.fleet}: another tick holds the lease ({held_by}); skipping")
@@ -93,7 +104,7 @@ def _registered_spec(fleet: str) -> tuple[FleetSpec, dict[str, Any]]:
 def policy_settings(spec: FleetSpec) -> PolicySettings:
     settings = get_settings()
     return PolicySettings(launch_minutes=settings.launch_minutes, interval_minutes=settings.match_interval_minutes,
-                          drain_minutes=math.ceil(settings.drain_seconds / 60),
+                          drain_minutes=math.ceil(spec.serving.deregistration_delay_s / 60),
                           target_utilisation=spec.scaling.target_utilisation)
 
 
@@ -115,10 +126,27 @@ def observe_and_plan(request: FleetTick) -> CapacityPlan:
         active = registration.get("active_execution")
         executions_running = {arn for arn in owners | ({active} if active else set()) if execution_running(arn)}
         serving, configured = spec.model.precisions[0], spec.scaling.capacity_per_instance_rps
+        in_service = {index: str(r["instance_id"]) for index, r in records.items()
+                      if r.get("state") == "in_service" and r.get("instance_id") in running}
+        prerequisites = load_prerequisites(spec.name) or {}
+        health = target_states(spec, prerequisites.get("target_group_arn"), list(in_service.values()))
+        # A served instance the balancer finds unhealthy (its server crashed, its device hung) serves
+        # nothing: replaced before anything is sized (ReplaceUnhealthy, then ScaleOut to the same size).
+        unhealthy = sorted(index for index, instance in in_service.items() if health.get(instance) == "unhealthy")
+        if unhealthy:
+            return CapacityPlan(
+                action="replace", code="unhealthy_targets", desired=desired_before, desired_before=desired_before,
+                ready=len(in_service) - len(unhealthy), launching=0, replace=unhealthy,
+                reason=f"slot(s) {', '.join(map(str, unhealthy))} in service but unhealthy at the load balancer: "
+                       "deregistered, terminated and provisioned again")
         slots = policy_slots(records, running, executions_running, settings.launch_minutes, serving, configured)
         if active in executions_running:
             slots += pending_slots(max(0, desired_before - len(slots)), settings.launch_minutes)
-        history = observe(spec.name, spec.region, HISTORY_MINUTES, now=request.tick.at)
+        balancer = prerequisites.get("load_balancer_arn")
+        sources = Sources(load_balancer=balancer_dimension(str(balancer)) if balancer else None,
+                          instance_ids=tuple(sorted(in_service.values())),
+                          healthy_targets=sum(state == "healthy" for state in health.values()))
+        history = observe(spec.name, spec.region, HISTORY_MINUTES, sources, now=request.tick.at)
 
     values = history.demand_rps
     present = [i for i, v in enumerate(values) if v is not None]
@@ -129,7 +157,8 @@ def observe_and_plan(request: FleetTick) -> CapacityPlan:
         demand_rps=values[last] if present else None,
         newest_minute=(history.start + timedelta(minutes=last)).isoformat() if present else None,
         history_minutes=len(present),
-        latency_p99_ms=_newest(history.latency_p99_ms), utilization_pct=_newest(history.utilization_pct))
+        latency_p99_ms=_newest(history.latency_p99_ms), utilization_pct=_newest(history.utilization_pct),
+        errors_5xx=_newest(history.errors_5xx), broken=history.broken, healthy_targets=sources.healthy_targets)
     measured = [s.throughput_rps for s in slots if s.throughput_rps is not None]
     if configured is None and not measured:
         return CapacityPlan(action="skip", code="no_capacity_figure", desired=desired_before,
@@ -151,6 +180,40 @@ def observe_and_plan(request: FleetTick) -> CapacityPlan:
     logger.info(f"{spec.name}: {result.code}: {result.reason}",
                 extra={"decision": result.model_dump(mode="json", exclude={"reason"})})
     return result
+
+
+def target_states(spec: FleetSpec, target_group: str | None, instance_ids: list[str]) -> dict[str, str]:
+    """Each instance's target state in the fleet's target group (healthy, unhealthy, initial, ...)."""
+    if not target_group or not instance_ids:
+        return {}
+    described = client("elbv2", spec.region).describe_target_health(
+        TargetGroupArn=target_group, Targets=[{"Id": i, "Port": spec.serving.port} for i in instance_ids])
+    return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in described["TargetHealthDescriptions"]}
+
+
+def replace_unhealthy(request: PlanInput) -> ReplaceResult:
+    """Take the plan's unhealthy in-service slots out: deregistered (the balancer already sends them
+    nothing), terminated and recorded failed, so the ScaleOut that follows provisions them again."""
+    replaced, instance_ids = [], []
+    with aws_errors():
+        spec, _ = _registered_spec(request.fleet)
+        records = load_slots(spec.name)
+        target_group = _target_group(spec.name)
+        for index in request.plan.replace:
+            record = records.get(index, {})
+            instance = record.get("instance_id")
+            if record.get("state") != "in_service" or not instance:
+                continue  # a retried step: already done
+            record_state(spec, index, str(instance), "failed",
+                         {"reason": f"unhealthy at the load balancer at {request.tick.at.isoformat()}: replaced"})
+            if target_group:
+                client("elbv2", spec.region).deregister_targets(
+                    TargetGroupArn=target_group, Targets=[{"Id": str(instance), "Port": spec.serving.port}])
+            client("ec2", spec.region).terminate_instances(InstanceIds=[str(instance)])
+            replaced.append(index)
+            instance_ids.append(str(instance))
+    logger.warning(f"{spec.name}: replacing unhealthy slot(s) {replaced}", extra={"instances": instance_ids})
+    return ReplaceResult(replaced=replaced, instance_ids=instance_ids)
 
 
 def _newest(values: list[float | None]) -> float | None:
@@ -198,13 +261,14 @@ def scale_out(request: PlanInput) -> ScaleOutResult:
 
 def drain_slots(request: PlanInput) -> DrainResult:
     """Take the chosen slots out of service: in-service ones drain (state and eiplane:state tag
-    "draining", so routers stop sending them requests) and are terminated after drain_seconds;
+    "draining", and deregistered from the load balancer, which sends them no new request and lets
+    the ones in flight finish for the target group's deregistration delay) and are terminated after it;
     on-their-way ones no execution drives are terminated at once. A slot that an execution is
     validating is never touched, whatever the plan said (it may have started since)."""
-    settings = get_settings()
     draining, cancelled, skipped = [], [], []
     with aws_errors():
         spec, _ = _registered_spec(request.fleet)
+        target_group = _target_group(spec.name)
         records = load_slots(spec.name)
         running = running_instances([r["instance_id"] for r in records.values() if r.get("instance_id")], spec.region)
         for index in request.plan.terminate:
@@ -215,6 +279,9 @@ def drain_slots(request: PlanInput) -> DrainResult:
             elif state == "in_service":
                 record_state(spec, index, instance, "draining",
                              {"reason": f"scale-in ({request.plan.code}) at {request.tick.at.isoformat()}"})
+                if target_group:
+                    client("elbv2", spec.region).deregister_targets(
+                        TargetGroupArn=target_group, Targets=[{"Id": instance, "Port": spec.serving.port}])
                 draining.append(index)
             elif state in IN_PROGRESS and not (record.get("execution") and execution_running(str(record["execution"]))):
                 record_state(spec, index, instance, "terminated", {"reason": "cancelled by scale-in before validation"})
@@ -228,16 +295,35 @@ def drain_slots(request: PlanInput) -> DrainResult:
                                         "last_scale_in_minute": request.tick.minute})
     if skipped:
         logger.warning(f"{spec.name}: scale-in left {len(skipped)} slot(s) alone", extra={"skipped": skipped})
-    return DrainResult(draining=draining, cancelled=cancelled, skipped=skipped, drain_seconds=settings.drain_seconds)
+    return DrainResult(draining=draining, cancelled=cancelled, skipped=skipped,
+                       drain_seconds=spec.serving.deregistration_delay_s if draining else 0)
+
+
+def _target_group(fleet: str) -> str | None:
+    """The fleet's target group, as its prerequisites stage recorded it."""
+    record = load_prerequisites(fleet) or {}
+    return record.get("target_group_arn")
 
 
 def terminate_drained(request: TerminateDrainedInput) -> TerminateResult:
     """After the drain: each drained instance is stopped into the warm pool while the pool holds
-    fewer than scaling.warm_pool_size, and terminated otherwise."""
+    fewer than scaling.warm_pool_size, and terminated otherwise; not one while the load balancer
+    still reports its target draining (TargetsStillDraining, retried): no request in flight is cut."""
     terminated, pooled, instance_ids = [], [], []
     with aws_errors():
         spec, _ = _registered_spec(request.fleet)
         records = load_slots(spec.name)
+        target_group = _target_group(spec.name)
+        drained = [str(records[i]["instance_id"]) for i in request.drain.draining
+                   if records.get(i, {}).get("state") == "draining" and records[i].get("instance_id")]
+        if target_group and drained:
+            health = client("elbv2", spec.region).describe_target_health(
+                TargetGroupArn=target_group, Targets=[{"Id": i, "Port": spec.serving.port} for i in drained])
+            still = sorted(d["Target"]["Id"] for d in health["TargetHealthDescriptions"]
+                           if d["TargetHealth"]["State"] == "draining")
+            if still:
+                raise TargetsStillDraining(f"{', '.join(still)} still draining after "
+                                           f"{request.drain.drain_seconds} s: requests are in flight")
         states = instance_states([r["instance_id"] for r in records.values() if r.get("instance_id")], spec.region)
         pool = sum(r.get("state") == "warm" and states.get(r.get("instance_id", "")) in ("stopping", "stopped")
                    for r in records.values())
@@ -280,8 +366,9 @@ def record_decision(request: RecordInput) -> FleetOutcome:
             "scale_out_execution": request.scale_out.execution_arn if request.scale_out else None,
             "drained": drained or None, "pooled": pooled or None,
         })
-        if plan_.capacity_per_instance_rps and spec.scaling.enabled:
-            upsert_surge_alarm(spec, ready_rps=plan_.ready * plan_.capacity_per_instance_rps)
+        balancer = (load_prerequisites(spec.name) or {}).get("load_balancer_arn")
+        if plan_.capacity_per_instance_rps and spec.scaling.enabled and balancer:
+            upsert_surge_alarm(spec, plan_.ready * plan_.capacity_per_instance_rps, balancer_dimension(str(balancer)))
     metrics.add_dimension(name="Fleet", value=spec.name)
     if observed and observed.demand_rps is not None:
         metrics.add_metric(name="DemandRps", unit=MetricUnit.CountPerSecond, value=observed.demand_rps)

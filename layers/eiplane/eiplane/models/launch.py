@@ -40,8 +40,10 @@ class ArtifactRef(_Model):
 
 
 class AgentRef(_Model):
-    key: str
-    sha256: str
+    """The instance bundle (validation agent, model server, its wheels) in the artifacts bucket."""
+
+    prefix: str = Field(description="fleets/<fleet>/agent/<sha256 of sha256sums>/: every file under it")
+    sha256sums: str = Field(description="each file's digest as `sha256sum -c` reads it: the instance checks them")
 
 
 class LaunchShared(_Model):
@@ -56,6 +58,7 @@ class LaunchShared(_Model):
     results_prefix: str
     instance_profile_arn: str
     security_group_id: str
+    target_group_arn: str = Field(description="the fleet's target group: in service means registered and healthy there")
 
 
 class SlotPlan(_Model):
@@ -184,6 +187,7 @@ class PlanLaunchInput(_Model):
     context: ExecutionContext
     instance_profile_arn: str
     security_group_id: str
+    target_group_arn: str
 
 
 class SlotInput(BaseModel):
@@ -214,6 +218,7 @@ class AwaitValidationInput(AwaitAgentInput):
 class PutInServiceInput(AwaitValidationInput):
     agent: AgentReady
     validation: ValidationOutput
+    attempt: int = Field(default=0, ge=0, description="$$.State.RetryCount: how many health checks waits came before")
 
 
 class TerminateSlotInput(SlotInput):

@@ -95,7 +95,7 @@ class Lease(_Model):
     held_by: str | None = Field(default=None, description="who holds it, when not acquired")
 
 
-Action = Literal["scale_out", "scale_in", "hold", "skip"]
+Action = Literal["scale_out", "scale_in", "hold", "skip", "replace"]
 
 
 class Observed(_Model):
@@ -104,6 +104,9 @@ class Observed(_Model):
     history_minutes: int = Field(description="minutes with a datapoint in the window read")
     latency_p99_ms: float | None = None
     utilization_pct: float | None = None
+    errors_5xx: float | None = Field(default=None, description="the newest minute's 5xx answers of the servers")
+    broken: str | None = Field(default=None, description="why the newest minutes have no demand figure")
+    healthy_targets: int | None = Field(default=None, description="in-service instances the balancer finds healthy")
 
 
 class CapacityPlan(_Model):
@@ -118,6 +121,8 @@ class CapacityPlan(_Model):
     launching: int
     launch: int = 0
     terminate: list[int] = Field(default_factory=list, description="slot indexes to drain (in order)")
+    replace: list[int] = Field(default_factory=list, description="in-service slots whose target is unhealthy: "
+                                                                  "taken out and provisioned again")
     capacity_per_instance_rps: float | None = None
     forecast_method: str | None = None
     headroom: float | None = None
@@ -128,6 +133,11 @@ class PlanInput(FleetTick):
     plan: CapacityPlan
 
 
+class ReplaceResult(_Model):
+    replaced: list[int] = Field(description="slots taken out (failed), for ScaleOut to provision again")
+    instance_ids: list[str]
+
+
 class ScaleOutResult(_Model):
     execution_arn: str
     desired: int
@@ -136,6 +146,7 @@ class ScaleOutResult(_Model):
 
 class DrainResult(_Model):
     draining: list[int] = Field(description="in-service slots now draining: terminated after drain_seconds")
+    # drain_seconds: the fleet's serving.deregistration_delay_s (0 when nothing drains)
     cancelled: list[int] = Field(description="not-yet-ready slots no execution drives, terminated at once")
     skipped: list[str] = Field(default_factory=list, description="chosen slots left alone, and why")
     drain_seconds: int

@@ -10,7 +10,8 @@ from eiplane.models.spec import FleetSpec
 
 Outcome = Literal["found", "created", "repaired"]
 Kind = Literal[
-    "region_support", "vpc_dns", "security_group", "iam_role", "instance_profile", "vpc_endpoint"
+    "region_support", "vpc_dns", "security_group", "iam_role", "instance_profile", "vpc_endpoint",
+    "load_balancer", "target_group", "listener",
 ]
 
 
@@ -32,6 +33,7 @@ class SubnetPlacement(_Model):
 class Placement(_Model):
     vpc_id: str
     default_vpc: bool
+    vpc_cidrs: list[str] = Field(description="the VPC's IPv4 CIDR blocks: who may call a fleet that lists no callers")
     subnets: list[SubnetPlacement]
 
     @property
@@ -80,11 +82,21 @@ class AwaitVpcEndpointsInput(FleetStepInput):
     endpoints: EndpointsOutput
 
 
+class EnsureLoadBalancerInput(FleetStepInput):
+    network: NetworkOutput
+
+
+class AwaitLoadBalancerInput(FleetStepInput):
+    load_balancer: LoadBalancerOutput
+
+
 class RecordPrerequisitesInput(FleetStepInput):
     plan: PlanOutput
     network: NetworkOutput
     iam: IamOutput
     endpoints: EndpointsOutput
+    load_balancer: LoadBalancerOutput
+    endpoint: ServingEndpoint
 
 
 # --- state outputs ------------------------------------------------------------------------
@@ -102,6 +114,7 @@ class PlanOutput(StepOutput):
 
 class NetworkOutput(StepOutput):
     instance_security_group_id: str
+    load_balancer_security_group_id: str
     endpoint_security_group_id: str | None = Field(
         description="set when the fleet needs interface endpoints (eia, or subnets without internet)"
     )
@@ -119,6 +132,24 @@ class EndpointsOutput(StepOutput):
 
 class AwaitEndpointsOutput(_Model):
     available: list[str]
+
+
+class LoadBalancerOutput(StepOutput):
+    load_balancer_arn: str
+    target_group_arn: str
+    listener_arn: str
+
+
+class ServingEndpoint(_Model):
+    """Where the fleet answers: the load balancer's DNS name (resolves in the fleet's VPC only: the
+    balancer is internal) and its listener."""
+
+    dns_name: str
+    protocol: Literal["HTTP", "HTTPS"]
+    port: int
+    url: str
+    load_balancer_arn: str
+    target_group_arn: str
 
 
 class BackendSummary(_Model):
@@ -147,6 +178,7 @@ class PrerequisitesReport(_Model):
     mutating_calls: list[str] = Field(description="every changing AWS call of this execution, in order")
     instance_profile_arn: str
     instance_security_group_id: str
+    endpoint: ServingEndpoint
     execution_id: str
     state_record: Literal["written", "unchanged"]
 
@@ -154,3 +186,5 @@ class PrerequisitesReport(_Model):
 EnsureVpcEndpointsInput.model_rebuild()
 AwaitVpcEndpointsInput.model_rebuild()
 RecordPrerequisitesInput.model_rebuild()
+EnsureLoadBalancerInput.model_rebuild()
+AwaitLoadBalancerInput.model_rebuild()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 import unicodedata
 from typing import Annotated, Any, ClassVar, Literal
@@ -254,6 +255,104 @@ class Scaling(_Strict):
                                   "warm_pool_size instances, so the pool is full before the first surge")
 
 
+# The serving port may not be one the instance's own services use (SSH, the SSM agent's local
+# ports are outbound only, the CloudWatch agent's EMF listener).
+RESERVED_PORTS = (22, 25888)
+ACM_CERTIFICATE_PATTERN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$"
+SECURITY_GROUP_PATTERN = r"^sg-[0-9a-f]{8,17}$"
+
+
+class HealthCheck(_Strict):
+    """The target group's health check of each instance's `GET /ping` (ALB limits in brackets)."""
+
+    interval_s: StrictInt = Field(default=10, ge=5, le=300, description="between checks [5-300]")
+    timeout_s: StrictInt = Field(default=5, ge=2, le=120, description="a check slower than this fails [2-120]")
+    healthy_threshold: StrictInt = Field(default=2, ge=2, le=10, description="passes in a row to turn healthy")
+    unhealthy_threshold: StrictInt = Field(default=2, ge=2, le=10, description="failures in a row to turn unhealthy")
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> HealthCheck:
+        if self.timeout_s >= self.interval_s:  # the ALB refuses it (ValidationError)
+            raise ValueError(f"timeout_s ({self.timeout_s}) must be less than interval_s ({self.interval_s})")
+        return self
+
+
+class Serving(_Strict):
+    """How the fleet serves: a model server on each instance behind an internal Application Load
+    Balancer in the fleet's subnets, reachable only from the sources listed here."""
+
+    port: StrictInt = Field(default=8080, ge=1024, le=65535, description="the model server's port on each instance")
+    listener_port: StrictInt | None = Field(
+        default=None, ge=1, le=65535, description="the load balancer's port; default 443 with a certificate, else 80")
+    certificate_arn: StrictStr | None = Field(
+        default=None, pattern=ACM_CERTIFICATE_PATTERN, max_length=2048,
+        description="an ACM certificate of the fleet's region: the listener is HTTPS (TLS 1.2+)")
+    allowed_cidrs: tuple[Annotated[str, Field(strict=True, max_length=43)], ...] = Field(
+        default=(), max_length=20,
+        description="who may call the endpoint; with allowed_security_groups empty too: the VPC's own CIDR blocks")
+    allowed_security_groups: tuple[Annotated[str, Field(strict=True, pattern=SECURITY_GROUP_PATTERN)], ...] = Field(
+        default=(), max_length=20, description="security groups (of the fleet's VPC) whose members may call it")
+    health_check: HealthCheck = Field(default_factory=HealthCheck)
+    deregistration_delay_s: StrictInt = Field(
+        default=30, ge=0, le=3600,
+        description="scale-in: a deregistered instance finishes its requests this long (draining) before it stops")
+    healthy_deadline_s: StrictInt = Field(
+        default=600, ge=60, le=3600,
+        description="a registered instance that has not turned healthy by then is taken out and its slot fails")
+    max_batch_size: StrictInt | None = Field(
+        default=None, ge=1, le=1024,
+        description="dynamic batching: at most this many requests per forward pass; default the largest batch "
+                    "size the manifest was validated at")
+    max_queue_delay_ms: StrictNumber = Field(
+        default=5, ge=0, le=1000, description="dynamic batching: how long a request may wait for others")
+    max_queue: StrictInt = Field(default=64, ge=1, le=10_000,
+                                 description="requests waiting per instance beyond which it answers 503 at once")
+    latency_p99_ms: StrictNumber = Field(
+        default=100, gt=0, le=60_000,
+        description="the latency objective: an instance's capacity is the highest request rate at which its p99 stays "
+                    "under it (measured at validation); capacity matching keeps the fleet under it")
+
+    @property
+    def effective_listener_port(self) -> int:
+        return self.listener_port or (443 if self.certificate_arn else 80)
+
+    @property
+    def protocol(self) -> Literal["HTTP", "HTTPS"]:
+        return "HTTPS" if self.certificate_arn else "HTTP"
+
+    @field_validator("port")
+    @classmethod
+    def _not_reserved(cls, port: int) -> int:
+        if port in RESERVED_PORTS:
+            raise ValueError(f"{port} is reserved on the instances ({', '.join(map(str, RESERVED_PORTS))})")
+        return port
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        problems = []
+        for value in values:
+            try:
+                network = ipaddress.ip_network(value, strict=True)
+            except ValueError:
+                problems.append(f"{quoted(value)} is not a CIDR block (address/prefix, host bits zero)")
+                continue
+            if network.prefixlen == 0:
+                problems.append(f"{value} opens the endpoint to the whole internet: list the networks that call it")
+        if len(set(values)) != len(values):
+            problems.append("repeats a CIDR block")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return values
+
+    @field_validator("allowed_security_groups")
+    @classmethod
+    def _groups(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(values)) != len(values):
+            raise ValueError("repeats a security group")
+        return values
+
+
 Precision = Literal["fp32", "fp16", "bf16"]
 
 
@@ -281,6 +380,7 @@ class FleetSpec(_Strict):
     capacity: Capacity = Field(default_factory=Capacity)
     scaling: Scaling = Field(default_factory=Scaling)
     model: ModelArtifactRef
+    serving: Serving = Field(default_factory=Serving)
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     dry_run: StrictBool = Field(default=False, description="plan the prerequisites, change nothing")
 
@@ -288,6 +388,14 @@ class FleetSpec(_Strict):
     @classmethod
     def _known_region(cls, region: str) -> str:
         return check_region(region)
+
+    @model_validator(mode="after")
+    def _certificate_of_the_region(self) -> FleetSpec:
+        certificate = self.serving.certificate_arn
+        if certificate is not None and certificate.split(":")[3] != self.region:
+            raise ValueError(f"serving.certificate_arn is in {certificate.split(':')[3]}, the fleet in {self.region}: "
+                             "a load balancer takes a certificate of its own region")
+        return self
 
     @field_validator("tags")
     @classmethod

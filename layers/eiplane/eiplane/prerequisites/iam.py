@@ -31,6 +31,8 @@ TRUST_POLICY = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
 
+SERVING_NAMESPACE = "eiplane/Inference"  # what the model server publishes (eiplane/agent/model_server.py)
+
 
 def partition_of(region: str) -> str:
     for prefix, partition in (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"),
@@ -79,6 +81,16 @@ def instance_policy(spec: FleetSpec, bucket: str, account: str) -> dict[str, Any
             "Resource": "*",
         },
     ]
+    statements.append({
+        # The model server's own metrics (eiplane/Inference, dimensions Fleet and InstanceId), which capacity
+        # matching reads. PutMetricData takes no resource, so AWS requires "*"; the namespace condition
+        # keeps an instance from writing any other namespace (another fleet's alarms read theirs).
+        "Sid": "PutServingMetrics",
+        "Effect": "Allow",
+        "Action": "cloudwatch:PutMetricData",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"cloudwatch:namespace": SERVING_NAMESPACE}},
+    })
     if spec.backend.type == "eia":
         statements.append({
             "Sid": "ConnectElasticInference",

@@ -1,9 +1,12 @@
-"""VPC DNS attributes and the two security groups.
+"""VPC DNS attributes and the three security groups.
 
-The instance group takes no ingress at all (SSM replaces SSH) and sends only HTTPS out. The
-endpoint group, shared by the fleets of a VPC, takes TCP 443 from fleet instance groups and
-nothing else, so no rule anywhere opens ingress to 0.0.0.0/0 or ::/0 (the seed opened 22 and
-443 to the world and put instances and endpoint in one group).
+The load balancer's group takes the listener port only from the callers the spec lists (the VPC's
+own CIDR blocks if it lists none) and sends only the serving port, into the VPC. The instance
+group takes only the serving port, only from the load balancer's group (SSM replaces SSH; the
+health checks come from the balancer too), and sends only HTTPS out. The endpoint group, shared
+by the fleets of a VPC, takes TCP 443 from fleet instance groups and nothing else. So no rule
+anywhere opens ingress to 0.0.0.0/0 or ::/0 (the seed opened 22 and 443 to the world and put
+instances and endpoint in one group).
 """
 
 from __future__ import annotations
@@ -76,28 +79,50 @@ def needs_interface_endpoints(spec: FleetSpec, placement: Placement) -> bool:
     return spec.backend.type == "eia" or bool(placement.private_subnets)
 
 
-def reconcile_network(spec: FleetSpec, placement: Placement,
-                      reconciler: Reconciler) -> tuple[str | None, str | None]:
-    """Returns (instance group id, endpoint group id or None); ids are None while planning."""
+class NetworkGroups(NamedTuple):
+    """The groups' ids; None while planning what does not exist yet (and endpoint: when not needed)."""
+
+    instance: str | None
+    load_balancer: str | None
+    endpoint: str | None
+
+
+def reconcile_network(spec: FleetSpec, placement: Placement, reconciler: Reconciler) -> NetworkGroups:
     ec2 = client("ec2", spec.region)
     endpoints_needed = needs_interface_endpoints(spec, placement)
     if endpoints_needed:
         _reconcile_vpc_dns(ec2, placement.vpc_id, reconciler)
 
+    serving = spec.serving
+    listener, port = serving.effective_listener_port, serving.port
+    callers = [*serving.allowed_cidrs, *serving.allowed_security_groups] or placement.vpc_cidrs
+    balancer_group = _reconcile_group(
+        ec2, reconciler, placement.vpc_id,
+        name=naming.load_balancer_security_group_name(spec.name),
+        description=f"eiplane fleet {spec.name} load balancer: TCP {listener} from its callers, TCP {port} into the VPC",
+        tags=naming.tags_for(naming.LOAD_BALANCER_SECURITY_GROUP, spec),
+        find_tags={naming.TAG_COMPONENT: naming.LOAD_BALANCER_SECURITY_GROUP, naming.TAG_FLEET: spec.name},
+        desired_ingress=lambda _own: {Rule("tcp", listener, listener, caller) for caller in callers},
+        # Requests and health checks go to the instances' serving port: the VPC's blocks, not the
+        # instance group (which names this group: a cycle that a new fleet could not create).
+        desired_egress={Rule("tcp", port, port, cidr) for cidr in placement.vpc_cidrs},
+        keep_ingress=lambda _rule: False,
+    )
     instance_group = _reconcile_group(
         ec2, reconciler, placement.vpc_id,
         name=naming.instance_security_group_name(spec.name),
-        description=f"eiplane fleet {spec.name} instances: no ingress, HTTPS out",
+        description=f"eiplane fleet {spec.name} instances: serving port from its load balancer only, HTTPS out",
         tags=naming.tags_for(naming.INSTANCE_SECURITY_GROUP, spec),
         find_tags={naming.TAG_COMPONENT: naming.INSTANCE_SECURITY_GROUP, naming.TAG_FLEET: spec.name},
-        desired_ingress=lambda _own: set(),
+        # While planning, the balancer's group may not exist yet: name it for the plan.
+        desired_ingress=lambda _own: {Rule("tcp", port, port, balancer_group or "sg-(new)")},
         # SSM, S3 and the EI runtime are all HTTPS. IPv4 anywhere, because instances in
         # public subnets reach the regional SSM endpoints over the internet.
         desired_egress={Rule("tcp", HTTPS, HTTPS, "0.0.0.0/0")},
         keep_ingress=lambda _rule: False,
     )
     if not endpoints_needed:
-        return instance_group, None
+        return NetworkGroups(instance_group, balancer_group, None)
 
     def endpoint_ingress(_own: str | None) -> set[Rule]:
         # While planning, the instance group may not exist yet: name it for the plan.
@@ -114,7 +139,7 @@ def reconcile_network(spec: FleetSpec, placement: Placement,
         # Other fleets of this VPC own their own rules here; keep HTTPS-from-a-group rules.
         keep_ingress=lambda rule: rule.peer.startswith("sg-") and rule[:3] == ("tcp", HTTPS, HTTPS),
     )
-    return instance_group, endpoint_group
+    return NetworkGroups(instance_group, balancer_group, endpoint_group)
 
 
 def _reconcile_vpc_dns(ec2: Any, vpc_id: str, reconciler: Reconciler) -> None:

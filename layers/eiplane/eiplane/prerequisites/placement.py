@@ -144,6 +144,14 @@ def resolve_placement(spec: FleetSpec) -> Placement:
 
     zones = sorted({s["AvailabilityZone"] for s in subnets})
     problems += _instance_type_problems(spec, zones)
+    if subnets and len(zones) < 2:
+        problems.append(f"network.subnet_ids: the fleet's load balancer needs subnets in at least two availability zones "
+                        f"(these are all in {', '.join(zones)})")
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Vpcs"] if vpc_id else []
+    vpc_cidrs = sorted({a["CidrBlock"] for v in vpcs for a in v.get("CidrBlockAssociationSet", [])
+                        if a.get("CidrBlockState", {}).get("State", "associated") == "associated"}
+                       | {v["CidrBlock"] for v in vpcs if v.get("CidrBlock")})
+    problems += _caller_group_problems(ec2, spec, vpc_id)
     if problems:
         raise InvalidFleetSpec(problems)
 
@@ -151,6 +159,7 @@ def resolve_placement(spec: FleetSpec) -> Placement:
     return Placement(
         vpc_id=vpc_id,
         default_vpc=network.vpc_id is None and not network.subnet_ids,
+        vpc_cidrs=vpc_cidrs,
         subnets=[
             SubnetPlacement(
                 subnet_id=s["SubnetId"],
@@ -161,6 +170,19 @@ def resolve_placement(spec: FleetSpec) -> Placement:
             for s in subnets
         ],
     )
+
+
+def _caller_group_problems(ec2: Any, spec: FleetSpec, vpc_id: str) -> list[str]:
+    """serving.allowed_security_groups must be groups of the fleet's VPC: a rule can name a group
+    of another VPC only across a peering, which an internal load balancer's callers do not use."""
+    wanted = list(spec.serving.allowed_security_groups)
+    if not wanted or not vpc_id:
+        return []
+    found = {g["GroupId"]: g["VpcId"] for g in paginate(ec2, "describe_security_groups", "SecurityGroups",
+                                                         Filters=[{"Name": "group-id", "Values": wanted}])}
+    return [f"serving.allowed_security_groups: {g} does not exist in {spec.region}" if g not in found else
+            f"serving.allowed_security_groups: {g} is in {found[g]}, not the fleet's VPC {vpc_id}"
+            for g in wanted if found.get(g) != vpc_id]
 
 
 def offered_zones(spec: FleetSpec, zones: list[str]) -> dict[str, set[str]]:

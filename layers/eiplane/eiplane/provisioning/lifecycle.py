@@ -8,7 +8,7 @@ from typing import Any
 
 from eiplane import naming
 from eiplane.aws import aws_errors, client, record_api_calls
-from eiplane.errors import FleetConverging
+from eiplane.errors import FleetConverging, TargetNeverHealthy, TargetNotHealthy
 from eiplane.executions import cause_message
 from eiplane.models.launch import (
     IN_PROGRESS,
@@ -62,10 +62,31 @@ def _finish(request: SlotInput, outcome: SlotOutcome) -> SlotRef:
                    instance_id=outcome.instance_id, reason=reason)
 
 
+# The ASL's Retry interval for TargetNotHealthy (BackoffRate 1): attempt n has waited n times this.
+HEALTH_WAIT_SECONDS = 10
+
+
 def put_in_service(request: PutInServiceInput) -> SlotRef:
-    instance = request.instance
+    """Register the validated instance with the fleet's target group (again on every attempt:
+    registering a registered target changes nothing) and put it in service only once the load
+    balancer's health checks of its model server pass: `healthy`, so it is already taking requests."""
+    instance, spec = request.instance, request.spec
+    target_group = request.launch.target_group_arn
+    target = {"Id": instance.instance_id, "Port": spec.serving.port}
     with record_api_calls() as calls, aws_errors():
-        record_state(request.spec, request.slot.index, instance.instance_id, "in_service")
+        elbv2 = client("elbv2", spec.region)
+        elbv2.register_targets(TargetGroupArn=target_group, Targets=[target])
+        health = elbv2.describe_target_health(TargetGroupArn=target_group, Targets=[target])["TargetHealthDescriptions"]
+        state = health[0]["TargetHealth"] if health else {"State": "unknown"}
+        if state["State"] != "healthy":
+            waited = request.attempt * HEALTH_WAIT_SECONDS
+            why = f"{state['State']}" + (f" ({state.get('Reason')}: {state.get('Description', '')})"
+                                         if state.get("Reason") else "")
+            if waited >= spec.serving.healthy_deadline_s:
+                raise TargetNeverHealthy(f"{instance.instance_id} is still {why} after {waited} s of health checks "
+                                         f"(serving.healthy_deadline_s {spec.serving.healthy_deadline_s})")
+            raise TargetNotHealthy(f"{instance.instance_id} is {why} after {waited} s")
+        record_state(spec, request.slot.index, instance.instance_id, "in_service")
     steps = [*request.agent.mutating_calls, *request.command.mutating_calls, *request.validation.mutating_calls]
     return _finish(request, _outcome(request, instance, "in_service", [*steps, *calls.mutating],
                                      validation=request.validation.summary))
@@ -111,6 +132,11 @@ def terminate_slot(request: TerminateSlotInput) -> SlotRef:
         record_state(spec, slot.index, ids[0] if ids else None, "failed",
                      {"reason": reason, "generation": slot.generation})
         if ids:
+            # Out of the load balancer first (deregistering a target that was never registered
+            # succeeds), so no request is sent to an instance on its way down.
+            client("elbv2", spec.region).deregister_targets(
+                TargetGroupArn=request.launch.target_group_arn,
+                Targets=[{"Id": i, "Port": spec.serving.port} for i in ids])
             ec2.terminate_instances(InstanceIds=ids)
     logger.warning(f"slot {request.slot.index} failed: {reason}")
     return _finish(request, _outcome(request, instance, "failed", calls.mutating, reason=reason))

@@ -223,6 +223,7 @@ def _shared(request: PlanLaunchInput) -> LaunchShared:
         results_prefix=f"{naming.artifact_prefix(spec.name)}results/",
         instance_profile_arn=request.instance_profile_arn,
         security_group_id=request.security_group_id,
+        target_group_arn=request.target_group_arn,
     )
 
 
@@ -276,18 +277,20 @@ def read_artifact(spec: FleetSpec, bucket: str) -> ArtifactRef:
 
 
 def publish_agent(fleet: str, bucket: str) -> AgentRef:
-    """The agent the instances run is the one in this layer, stored by its digest under the fleet's
-    prefix: the fleet's instance role may read that prefix and nothing else of the bucket."""
-    from eiplane.agent import AGENT_PATH
+    """The instance bundle this layer carries (the validation agent, the model server and the wheels
+    of its dependencies), stored under the digest of its file list, under the fleet's prefix: the fleet's
+    instance role may read that prefix and nothing else of the bucket. Each file is written once."""
+    from eiplane.agent import bundle_files, bundle_sha256sums
 
-    body = AGENT_PATH.read_bytes()
-    digest = hashlib.sha256(body).hexdigest()
-    key = f"{naming.artifact_prefix(fleet)}agent/{digest}/eiplane_agent.py"
+    files = bundle_files()
+    sums = bundle_sha256sums()
+    prefix = f"{naming.artifact_prefix(fleet)}agent/{hashlib.sha256(sums.encode()).hexdigest()}/"
     s3 = client("s3", get_settings().region)
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
-            raise
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256", Metadata={"sha256": digest})
-    return AgentRef(key=key, sha256=digest)
+    present = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+               for o in page.get("Contents", [])}
+    for name, path in sorted(files.items()):
+        if f"{prefix}{name}" not in present:
+            body = path.read_bytes()
+            s3.put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=body, ChecksumAlgorithm="SHA256",
+                          Metadata={"sha256": hashlib.sha256(body).hexdigest()})
+    return AgentRef(prefix=prefix, sha256sums=sums)

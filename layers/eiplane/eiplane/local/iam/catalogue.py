@@ -64,6 +64,7 @@ class AccountFacts(Protocol):
     def role(self, name: str) -> RoleFacts | None: ...
     def instance_profile(self, name: str) -> ProfileFacts | None: ...
     def alarm_tags(self, name: str) -> dict[str, str]: ...
+    def elb_tags(self, arn: str) -> dict[str, str]: ...
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -389,6 +390,96 @@ def _invoke(params: dict[str, Any], facts: AccountFacts) -> list[AuthRequest]:
     return [AuthRequest("lambda:InvokeFunction", arn, "function")]
 
 
+# --- Elastic Load Balancing (v2) ----------------------------------------------------------------
+
+ELB_SERVICE_LINKED_ROLE = "AWSServiceRoleForElasticLoadBalancing"
+
+
+def elb_type(arn: str) -> str:
+    """The Service Authorization Reference's resource type of an ELBv2 ARN. Its data (iam-data) keeps
+    ELB v1's entry where v1 and v2 share an action name (CreateLoadBalancer, AddTags,
+    ModifyLoadBalancerAttributes): those list only `loadbalancer`, whose ARN pattern
+    (loadbalancer/${LoadBalancerName}) an ALB's ARN matches; see evaluator.UNCATALOGUED for the rest."""
+    kind = arn.split(":", 5)[5].split("/", 1)[0]
+    if kind == "loadbalancer":
+        return "loadbalancer/app/"
+    if kind in ("listener", "listener-rule"):
+        return f"{kind}/app"
+    if kind in ("targetgroup", "truststore"):
+        return kind
+    raise CatalogueGap(f"ELB resource {arn}: unknown resource type")
+
+
+def elb_arn(facts: AccountFacts, path: str) -> str:
+    return f"arn:{facts.partition}:elasticloadbalancing:{facts.region}:{facts.account}:{path}"
+
+
+def elb_existing(facts: AccountFacts, action: str, arn: str, resource_type: str | None = None,
+                 **extra: Any) -> AuthRequest:
+    return AuthRequest(action, arn, resource_type or elb_type(arn),
+                       {**resource_tags(facts.elb_tags(arn), "elasticloadbalancing:ResourceTag"), **extra})
+
+
+def _elb_tagged_at_creation(facts: AccountFacts, create_action: str, arn: str, resource_type: str,
+                            tags: dict[str, str]) -> list[AuthRequest]:
+    """Tags given to a create call are authorised as elasticloadbalancing:AddTags too, with
+    elasticloadbalancing:CreateAction set (as EC2's CreateTags on create)."""
+    if not tags:
+        return []
+    return [AuthRequest("elasticloadbalancing:AddTags", arn, "loadbalancer" if resource_type == "loadbalancer" else None,
+                        {**request_tags(tags), "elasticloadbalancing:CreateAction": create_action})]
+
+
+def _create_load_balancer(params: dict[str, Any], facts: AccountFacts) -> list[AuthRequest]:
+    tags = _tags(params.get("Tags"))
+    arn = elb_arn(facts, f"loadbalancer/{'net' if params.get('Type') == 'network' else 'app'}/{params['Name']}/*")
+    context = {**request_tags(tags), "elasticloadbalancing:Scheme": params.get("Scheme", "internet-facing"),
+               "elasticloadbalancing:Subnet": list(params.get("Subnets") or []),
+               "elasticloadbalancing:SecurityGroup": list(params.get("SecurityGroups") or [])}
+    requests = [AuthRequest("elasticloadbalancing:CreateLoadBalancer", arn, "loadbalancer", context),
+                *_elb_tagged_at_creation(facts, "CreateLoadBalancer", arn, "loadbalancer", tags)]
+    if facts.role(ELB_SERVICE_LINKED_ROLE) is None:
+        # The account's first balancer: ELB creates its service-linked role, on the caller's authority.
+        requests.append(AuthRequest(
+            "iam:CreateServiceLinkedRole", f"arn:{facts.partition}:iam::{facts.account}:role/aws-service-role/"
+            f"elasticloadbalancing.amazonaws.com/{ELB_SERVICE_LINKED_ROLE}", "role",
+            {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}))
+    return requests
+
+
+def _create_target_group(params: dict[str, Any], facts: AccountFacts) -> list[AuthRequest]:
+    tags = _tags(params.get("Tags"))
+    arn = elb_arn(facts, f"targetgroup/{params['Name']}/*")
+    return [AuthRequest("elasticloadbalancing:CreateTargetGroup", arn, "targetgroup", request_tags(tags)),
+            *_elb_tagged_at_creation(facts, "CreateTargetGroup", arn, "targetgroup", tags)]
+
+
+def _create_listener(params: dict[str, Any], facts: AccountFacts) -> list[AuthRequest]:
+    tags = _tags(params.get("Tags"))
+    balancer = params["LoadBalancerArn"]
+    listener = balancer.replace(":loadbalancer/", ":listener/", 1) + "/*"
+    context = {**request_tags(tags), "elasticloadbalancing:ListenerProtocol": params.get("Protocol", "")}
+    if params.get("SslPolicy"):
+        context["elasticloadbalancing:SecurityPolicy"] = params["SslPolicy"]
+    return [elb_existing(facts, "elasticloadbalancing:CreateListener", balancer, **context),
+            *_elb_tagged_at_creation(facts, "CreateListener", listener, "listener/app", tags)]
+
+
+def _elb_on(action: str, key: str, resource_type: str | None = None,
+            **context_params: str) -> Callable[[dict[str, Any], AccountFacts], list[AuthRequest]]:
+    def requests(params: dict[str, Any], facts: AccountFacts) -> list[AuthRequest]:
+        context = {condition: params[param] for condition, param in context_params.items() if params.get(param)}
+        return [elb_existing(facts, action, params[key], resource_type, **context)]
+    return requests
+
+
+def _elb_add_tags(params: dict[str, Any], facts: AccountFacts) -> list[AuthRequest]:
+    tags = _tags(params.get("Tags"))
+    return [elb_existing(facts, "elasticloadbalancing:AddTags", arn,
+                         "loadbalancer" if elb_type(arn) == "loadbalancer/app/" else None, **request_tags(tags))
+            for arn in params.get("ResourceArns") or []]
+
+
 Entry = Callable[[dict[str, Any], AccountFacts], list[AuthRequest]]
 
 CATALOGUE: dict[tuple[str, str], Entry] = {
@@ -471,6 +562,29 @@ CATALOGUE: dict[tuple[str, str], Entry] = {
     ("stepfunctions", "StopExecution"): _on_execution("states:StopExecution"),
     # Lambda
     ("lambda", "Invoke"): _invoke,
+    # Elastic Load Balancing v2: Describe* actions take no resource.
+    **{("elbv2", op): wildcard(f"elasticloadbalancing:{op}") for op in (
+        "DescribeLoadBalancers", "DescribeTargetGroups", "DescribeListeners", "DescribeTags", "DescribeTargetHealth",
+        "DescribeTargetGroupAttributes", "DescribeLoadBalancerAttributes")},
+    ("elbv2", "CreateLoadBalancer"): _create_load_balancer,
+    ("elbv2", "CreateTargetGroup"): _create_target_group,
+    ("elbv2", "CreateListener"): _create_listener,
+    ("elbv2", "AddTags"): _elb_add_tags,
+    ("elbv2", "ModifyListener"): _elb_on("elasticloadbalancing:ModifyListener", "ListenerArn",
+                                         **{"elasticloadbalancing:ListenerProtocol": "Protocol",
+                                            "elasticloadbalancing:SecurityPolicy": "SslPolicy"}),
+    ("elbv2", "DeleteListener"): _elb_on("elasticloadbalancing:DeleteListener", "ListenerArn"),
+    ("elbv2", "ModifyTargetGroup"): _elb_on("elasticloadbalancing:ModifyTargetGroup", "TargetGroupArn"),
+    ("elbv2", "ModifyTargetGroupAttributes"): _elb_on("elasticloadbalancing:ModifyTargetGroupAttributes",
+                                                      "TargetGroupArn"),
+    ("elbv2", "RegisterTargets"): _elb_on("elasticloadbalancing:RegisterTargets", "TargetGroupArn"),
+    ("elbv2", "DeregisterTargets"): _elb_on("elasticloadbalancing:DeregisterTargets", "TargetGroupArn"),
+    ("elbv2", "ModifyLoadBalancerAttributes"): _elb_on("elasticloadbalancing:ModifyLoadBalancerAttributes",
+                                                       "LoadBalancerArn", "loadbalancer"),
+    ("elbv2", "SetSecurityGroups"): _elb_on("elasticloadbalancing:SetSecurityGroups", "LoadBalancerArn",
+                                            **{"elasticloadbalancing:SecurityGroup": "SecurityGroups"}),
+    ("elbv2", "SetSubnets"): _elb_on("elasticloadbalancing:SetSubnets", "LoadBalancerArn",
+                                     **{"elasticloadbalancing:Subnet": "Subnets"}),
 }
 
 

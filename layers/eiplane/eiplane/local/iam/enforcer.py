@@ -127,6 +127,11 @@ class MotoFacts:
                             tags={t["Key"]: t["Value"] for t in profile.tags or []},
                             role_names=tuple(r.name for r in profile.roles))
 
+    def elb_tags(self, arn: str) -> dict[str, str]:
+        from moto.elbv2.models import elbv2_backends
+
+        return dict(elbv2_backends[self.account][self.region].tagging_service.get_tag_dict_for_resource(arn))
+
     def alarm_tags(self, name: str) -> dict[str, str]:
         from moto.cloudwatch.models import cloudwatch_backends
 

@@ -19,6 +19,11 @@ SCRIPT = Path(__file__).with_name("evaluate.mjs")
 # Actions of services the Service Authorization Reference no longer lists: evaluated by name against the
 # policies, without the catalogue's checks. Elastic Inference is retired, but its backend still runs here.
 RETIRED_ACTIONS = frozenset({"elastic-inference:Connect"})
+# Elastic Load Balancing v1 and v2 share the elasticloadbalancing prefix, and the catalogue's data keeps
+# v1's entry of an action both have: its AddTags lists only v1's `loadbalancer`, where v2's also takes
+# target groups and listeners (Service Authorization Reference, "Elastic Load Balancing V2"). An
+# AuthRequest with no resource type on an ELB ARN is one of those: evaluated by name, as retired actions are.
+BY_NAME_ACTIONS = frozenset({"elasticloadbalancing:AddTags"})
 
 
 class EvaluatorError(RuntimeError):
@@ -115,7 +120,7 @@ class PolicyEvaluator:
         request = {"op": "authorize", "principal": principal, "account": account, "action": action,
                    "resource": resource, "resource_type": resource_type, "context": context, "identity": identity,
                    "boundary": boundary, "resource_policy": resource_policy,
-                   "catalogue": action not in RETIRED_ACTIONS}
+                   "catalogue": not (action in RETIRED_ACTIONS or (action in BY_NAME_ACTIONS and resource_type is None))}
         key = json.dumps(request, sort_keys=True)
         cached = self._decisions.get(key)
         if cached is None:
