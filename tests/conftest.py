@@ -4,6 +4,7 @@ embedded AWS (eiplane.local.engine); unit tests touch no AWS at all."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject's addopts): a worker per core and one more. Integration tests spend much of
+    their time waiting on processes of their own (the embedded instances' agents and model servers, the
+    demo's paced requests): the extra worker keeps both cores busy meanwhile."""
+    return (os.cpu_count() or 1) + 1
 
 
 def load_event(name: str) -> Any:

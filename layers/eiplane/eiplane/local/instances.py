@@ -291,7 +291,7 @@ class EmbeddedInstances:
             "OMP_NUM_THREADS": "1",
             # The load test of the started server at validation: a few seconds, not the 30 an instance
             # takes (the instances share this machine's cores; the figure is this machine's anyway).
-            "EIPLANE_LOADTEST_SECONDS": "2", "EIPLANE_LOADTEST_STEP_SECONDS": "0.4", "EIPLANE_AGENT_ITERATIONS": "8",
+            "EIPLANE_LOADTEST_SECONDS": "1.2", "EIPLANE_LOADTEST_STEP_SECONDS": "0.3", "EIPLANE_AGENT_ITERATIONS": "5",
             # What the agent adds for every command.
             "SSM_COMMAND_ID": command.command_id, "AWS_SSM_INSTANCE_ID": instance_id,
             "AWS_SSM_REGION_NAME": self.region, "AWS_SSM_PLATFORM_NAME": "Ubuntu", "AWS_SSM_PLATFORM_VERSION": "24.04",
