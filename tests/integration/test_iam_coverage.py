@@ -154,6 +154,10 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     serving = next(i for i, r in slot_records(aws, "demo-gpu").items() if r["state"] == "in_service")
     drained = invoke(aws, "DrainSlotsFunction", tick_event("demo-gpu", {"terminate": [serving]}))
     assert drained["draining"] == [serving]
+    # nothing is terminated while the balancer still drains it (requests may be in flight)
+    early = aws.client("lambda").invoke(FunctionName=aws.stack.functions["TerminateDrainedFunction"], Payload=json.dumps(
+        tick_event("demo-gpu", {"terminate": [serving]}, drain=drained)))
+    assert json.loads(early["Payload"].read())["errorType"] == "TargetsStillDraining"
     aws.clock.advance(drained["drain_seconds"])  # the Wait state's: the deregistration delay passes
     done = invoke(aws, "TerminateDrainedFunction", tick_event("demo-gpu", {"terminate": [serving]}, drain=drained))
     assert done["terminated"] == [serving]

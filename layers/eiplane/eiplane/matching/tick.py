@@ -316,14 +316,10 @@ def terminate_drained(request: TerminateDrainedInput) -> TerminateResult:
         target_group = _target_group(spec.name)
         drained = [str(records[i]["instance_id"]) for i in request.drain.draining
                    if records.get(i, {}).get("state") == "draining" and records[i].get("instance_id")]
-        if target_group and drained:
-            health = client("elbv2", spec.region).describe_target_health(
-                TargetGroupArn=target_group, Targets=[{"Id": i, "Port": spec.serving.port} for i in drained])
-            still = sorted(d["Target"]["Id"] for d in health["TargetHealthDescriptions"]
-                           if d["TargetHealth"]["State"] == "draining")
-            if still:
-                raise TargetsStillDraining(f"{', '.join(still)} still draining after "
-                                           f"{request.drain.drain_seconds} s: requests are in flight")
+        still = sorted(i for i, state in target_states(spec, target_group, drained).items() if state == "draining")
+        if still:
+            raise TargetsStillDraining(f"{', '.join(still)} still draining after "
+                                       f"{request.drain.drain_seconds} s: requests are in flight")
         states = instance_states([r["instance_id"] for r in records.values() if r.get("instance_id")], spec.region)
         pool = sum(r.get("state") == "warm" and states.get(r.get("instance_id", "")) in ("stopping", "stopped")
                    for r in records.values())
