@@ -175,7 +175,7 @@ def _in_function(logical_id: str) -> bool:
 
 
 def _event_service(service: str) -> str:
-    return {"stepfunctions": "sfn"}.get(service, service)
+    return {"stepfunctions": "sfn", "elbv2": "elastic-load-balancing-v2"}.get(service, service)
 
 
 @pytest.fixture

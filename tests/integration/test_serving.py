@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from eiplane.cli.traffic import OpenLoopClient, post
 from eiplane.local.engine import EmbeddedAws
 from eiplane.local.instances import instance_credentials
-from tests.integration.conftest import kill_server, publish_a_minute
+from tests.integration.conftest import Faults, kill_server, publish_a_minute
 from tests.integration.test_capacity_matching import START, outcome, put_demand, tick
 from tests.integration.test_launch import fleet_spec, push_artifact, running_instances, slot_records
 
@@ -249,3 +249,24 @@ def test_a_provisioned_fleet_serves(aws: EmbeddedAws, serving: dict) -> None:
     check_servers_publish_their_minutes_as_their_instance_role_into_their_namespace_only(aws)
     check_a_crashed_server_is_restarted_by_its_service_manager(aws)
 
+
+
+def test_a_target_never_healthy_by_the_deadline_fails_its_slot_and_leaves_nothing(
+        aws: EmbeddedAws, torchscript_artifact: Path, faults: Faults) -> None:
+    push_artifact(aws, FLEET, torchscript_artifact)
+    spec = fleet_spec("gpu", desired=1)
+    spec["model"]["precisions"] = ["fp32"]
+    spec["serving"] = {"healthy_deadline_s": 60}
+    # the balancer never finds the instance's server healthy (a hung device: /ping never answers 200)
+    faults.rewrite("elbv2", "DescribeTargetHealth", lambda parsed: [d["TargetHealth"].update(
+        State="unhealthy", Reason="Target.Timeout", Description="Request timed out")
+        for d in parsed["TargetHealthDescriptions"]], function="PutInServiceFunction")
+    result = aws.run(spec, name="provision-1")
+
+    assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
+    waits = [e["lambdaFunctionFailedEventDetails"]["error"] for e in result.events if e["type"] == "LambdaFunctionFailed"]
+    assert waits.count("TargetNotHealthy") == 6 and waits.count("TargetNeverHealthy") == 1  # 6 x 10 s, then given up
+    (record,) = slot_records(aws, FLEET).values()
+    assert record["state"] == "failed" and "TargetNeverHealthy" in record["reason"]
+    assert running_instances(aws) == {}
+    assert target_states(aws) == {} or set(target_states(aws).values()) <= {"draining", "unused"}
