@@ -21,6 +21,39 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return (os.cpu_count() or 1) + 1
 
 
+# The longest files, started first (seconds each took in a full run on 2 cores, 2026-12-05), so that no long
+# file is left to run alone at the end while the other workers idle; pyproject's --no-loadscope-reorder keeps
+# this order (xdist would otherwise start the files with the most tests first). Any order passes: this only
+# balances the workers (--dist loadfile: a file runs on one worker).
+LONGEST_FIRST = (
+    "integration/test_cli.py",  # 170 s: the demo
+    "integration/test_capacity_matching.py",  # 165 s
+    "integration/test_launch.py",  # 137 s
+    "integration/test_iam_coverage.py",  # 115 s
+    "integration/test_local_server.py",  # 107 s
+    "integration/test_serving.py",  # 103 s
+    "integration/test_launch_faults.py",  # 94 s
+    "integration/test_bad_input_and_faults.py",  # 48 s
+    "integration/test_seed_weaknesses.py",  # 46 s
+    "unit/test_agent.py",  # 42 s
+    "integration/test_state_size.py",  # 33 s
+    "integration/test_step_functions_limits.py",  # 31 s
+    "static/test_tools.py",  # 28 s
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    gone = [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).is_file()]
+    if gone:
+        raise pytest.UsageError(f"tests/conftest.py LONGEST_FIRST names files that are not there: {gone}")
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+
+    def position(item: pytest.Item) -> int:
+        return rank.get(item.path.relative_to(ROOT / "tests").as_posix(), len(rank))
+
+    items.sort(key=position)  # stable: every file keeps its tests' order, the rest their collection order
+
+
 def load_event(name: str) -> Any:
     """An event file from events/, the same ones `sam local invoke -e` and `eiplane local invoke` use."""
     return json.loads((EVENTS / name).read_text())

@@ -18,6 +18,7 @@ SLOT_STATES = ["LaunchInstance", "AwaitAgent", "SendValidation", "AwaitValidatio
 
 @pytest.fixture
 def artifact_dir(tiny_cnn_artifact: Path) -> Path:
+    """Both formats, batch sizes 1 and 4: for the tests about what validation checks."""
     return tiny_cnn_artifact
 
 
@@ -54,6 +55,14 @@ def assert_only_in_service_instances_run(aws: EmbeddedAws, fleet: str) -> None:
 def gpu_fleet(aws: EmbeddedAws, artifact_dir: Path) -> Iterator[dict[str, Any]]:
     push_artifact(aws, "demo-gpu", artifact_dir)
     yield fleet_spec("gpu", desired=2)
+
+
+@pytest.fixture
+def launch_fleet(aws: EmbeddedAws, torchscript_artifact: Path) -> Iterator[dict[str, Any]]:
+    """One slot of the quickest artifact to validate, for the tests about how instances are launched
+    (zones, types, retries, compensation), not about what validation checks."""
+    push_artifact(aws, "demo-gpu", torchscript_artifact)
+    yield fleet_spec("gpu", desired=1)
 
 
 def test_two_instances_validated_by_inference_and_put_in_service(aws: EmbeddedAws, gpu_fleet: dict) -> None:
@@ -93,9 +102,10 @@ def test_two_instances_validated_by_inference_and_put_in_service(aws: EmbeddedAw
     assert all(r["image_id"] == report["image_id"] for r in records.values())
 
 
-def test_rerun_adds_no_instance_and_makes_no_mutating_call(aws: EmbeddedAws, gpu_fleet: dict) -> None:
-    first = aws.run(gpu_fleet, name="gpu-1")
-    second = aws.run(gpu_fleet, name="gpu-2")
+def test_rerun_adds_no_instance_and_makes_no_mutating_call(aws: EmbeddedAws, launch_fleet: dict) -> None:
+    two = {**launch_fleet, "capacity": {"min": 0, "desired": 2, "max": 2}}
+    first = aws.run(two, name="gpu-1")
+    second = aws.run(two, name="gpu-2")
 
     assert first.status == second.status == "SUCCEEDED"
     assert fleet_report(aws, second)["mutating_calls"] == [] and second.output["mutating_call_count"] == 0
@@ -154,10 +164,10 @@ def test_outputs_beyond_tolerance_fail_validation(aws: EmbeddedAws, artifact_dir
     assert running_instances(aws) == {}
 
 
-def test_agent_that_never_registers_is_terminated(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+def test_agent_that_never_registers_is_terminated(aws: EmbeddedAws, launch_fleet: dict, faults: Faults) -> None:
     faults.rewrite("ssm", "DescribeInstanceInformation", lambda parsed: parsed.update(InstanceInformationList=[]))
     before = aws.clock.seconds
-    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+    result = aws.run(launch_fleet, name="gpu-1")
 
     assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
     assert failed_lambda_errors(result).count("AgentNotReady") == 13
@@ -168,12 +178,12 @@ def test_agent_that_never_registers_is_terminated(aws: EmbeddedAws, gpu_fleet: d
     assert "SendValidation" not in result.states_entered()
 
 
-def test_capacity_error_in_the_first_zone_moves_to_the_next(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+def test_capacity_error_in_the_first_zone_moves_to_the_next(aws: EmbeddedAws, launch_fleet: dict, faults: Faults) -> None:
     first_zone_subnets = {s["SubnetId"] for s in aws.client("ec2").describe_subnets(
         Filters=[{"Name": "availability-zone", "Values": ["us-east-1a"]}])["Subnets"]}
     faults.fail("ec2", "RunInstances", "InsufficientInstanceCapacity", times=None,
                 when=lambda params: params["body"].get("SubnetId") in first_zone_subnets)
-    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+    result = aws.run(launch_fleet, name="gpu-1")
 
     assert result.status == "SUCCEEDED", result.cause
     (outcome,) = fleet_report(aws, result)["instances"]
@@ -182,10 +192,10 @@ def test_capacity_error_in_the_first_zone_moves_to_the_next(aws: EmbeddedAws, gp
     assert_only_in_service_instances_run(aws, "demo-gpu")
 
 
-def test_no_capacity_anywhere_moves_to_the_next_instance_type(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+def test_no_capacity_anywhere_moves_to_the_next_instance_type(aws: EmbeddedAws, launch_fleet: dict, faults: Faults) -> None:
     faults.fail("ec2", "RunInstances", "InsufficientInstanceCapacity", times=None,
                 when=lambda params: params["body"].get("InstanceType") == "g5.xlarge")
-    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+    result = aws.run(launch_fleet, name="gpu-1")
 
     assert result.status == "SUCCEEDED", result.cause
     (outcome,) = fleet_report(aws, result)["instances"]
@@ -194,10 +204,10 @@ def test_no_capacity_anywhere_moves_to_the_next_instance_type(aws: EmbeddedAws, 
     assert_only_in_service_instances_run(aws, "demo-gpu")
 
 
-def test_quota_error_fails_fast_and_names_the_quota(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+def test_quota_error_fails_fast_and_names_the_quota(aws: EmbeddedAws, launch_fleet: dict, faults: Faults) -> None:
     faults.fail("ec2", "RunInstances", "VcpuLimitExceeded", times=None,
                 message="You have requested more vCPU capacity than your current vCPU limit of 0 allows")
-    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+    result = aws.run(launch_fleet, name="gpu-1")
 
     assert (result.status, result.error) == ("FAILED", "FleetIncomplete")
     assert failed_lambda_errors(result) == ["QuotaExceeded"]  # no retry
@@ -207,9 +217,9 @@ def test_quota_error_fails_fast_and_names_the_quota(aws: EmbeddedAws, gpu_fleet:
     assert running_instances(aws) == {}
 
 
-def test_throttled_launch_is_retried_with_backoff(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+def test_throttled_launch_is_retried_with_backoff(aws: EmbeddedAws, launch_fleet: dict, faults: Faults) -> None:
     faults.fail("ec2", "RunInstances", "RequestLimitExceeded", times=2)
-    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+    result = aws.run(launch_fleet, name="gpu-1")
 
     assert result.status == "SUCCEEDED", result.cause
     assert failed_lambda_errors(result).count("AwsThrottled") == 2
@@ -217,11 +227,11 @@ def test_throttled_launch_is_retried_with_backoff(aws: EmbeddedAws, gpu_fleet: d
     assert_only_in_service_instances_run(aws, "demo-gpu")
 
 
-def test_instance_profile_not_yet_visible_is_retried_briefly(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+def test_instance_profile_not_yet_visible_is_retried_briefly(aws: EmbeddedAws, launch_fleet: dict, faults: Faults) -> None:
     faults.fail("ec2", "RunInstances", "InvalidParameterValue", times=1,
                 message="Value (arn:aws:iam::123456789012:instance-profile/eiplane/x) for parameter "
                         "iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN")
-    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+    result = aws.run(launch_fleet, name="gpu-1")
 
     assert result.status == "SUCCEEDED", result.cause
     assert failed_lambda_errors(result).count("InstanceProfileNotReady") == 1
@@ -237,9 +247,9 @@ def test_missing_artifact_fails_before_any_launch(aws: EmbeddedAws) -> None:
     assert running_instances(aws) == {}
 
 
-def test_a_failed_slot_is_provisioned_again_by_a_rerun(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+def test_a_failed_slot_is_provisioned_again_by_a_rerun(aws: EmbeddedAws, launch_fleet: dict, faults: Faults) -> None:
     faults.fail("ec2", "RunInstances", "VcpuLimitExceeded", times=1)
-    one = {**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}
+    one = launch_fleet
     assert aws.run(one, name="gpu-1").error == "FleetIncomplete"
 
     rerun = aws.run(one, name="gpu-2")
@@ -250,10 +260,10 @@ def test_a_failed_slot_is_provisioned_again_by_a_rerun(aws: EmbeddedAws, gpu_fle
     assert_only_in_service_instances_run(aws, "demo-gpu")
 
 
-def test_compensation_that_fails_fails_the_execution_loudly(aws: EmbeddedAws, gpu_fleet: dict, faults: Faults) -> None:
+def test_compensation_that_fails_fails_the_execution_loudly(aws: EmbeddedAws, launch_fleet: dict, faults: Faults) -> None:
     faults.rewrite("ssm", "DescribeInstanceInformation", lambda parsed: parsed.update(InstanceInformationList=[]))
     faults.fail("ec2", "TerminateInstances", "UnauthorizedOperation", times=None)
-    result = aws.run({**gpu_fleet, "capacity": {"min": 0, "desired": 1, "max": 1}}, name="gpu-1")
+    result = aws.run(launch_fleet, name="gpu-1")
 
     assert (result.status, result.error) == ("FAILED", "AwsAccessDenied")
     assert result.states_entered()[-3:] == ["TerminateSlot", "CompensationFailed", "ProvisioningFailed"]

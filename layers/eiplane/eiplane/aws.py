@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.loaders import Loader
 from botocore.retries.standard import ThrottledRetryableChecker
 
 from eiplane.errors import AwsAccessDenied, AwsCallFailed, AwsThrottled, AwsUnavailable, EiplaneError
@@ -86,10 +88,36 @@ def client(service: str, region: str) -> BaseClient:
     return _client(service, region, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_ENDPOINT_URL"))
 
 
+class _SharedLoader(Loader):
+    """botocore's data loader, shared by every session this process makes (its service models are
+    read-only once loaded). boto3 adds its own data folder to a session's loader each time it wraps
+    one: a folder already searched is not added again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._search_paths = _UniquePaths(self.search_paths)
+
+
+class _UniquePaths(list[str]):
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+@functools.cache
+def _data_loader() -> Loader:
+    # Loading a service model (EC2's is megabytes of JSON) costs more than most calls: a sandbox that
+    # builds clients for several credentials (the embedded AWS hosts every function in one process, each
+    # with its own) loads each model once.
+    return _SharedLoader()
+
+
 @functools.cache
 def _client(service: str, region: str, access_key_id: str | None, endpoint_url: str | None) -> BaseClient:
     # Built from the environment (credentials, endpoint) the key names; the key only tells them apart.
-    created = boto3.session.Session().client(service, region_name=region, config=_CONFIG)
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _data_loader())
+    created = boto3.session.Session(botocore_session=session).client(service, region_name=region, config=_CONFIG)
     created.meta.events.register("before-call", _record)
     return created
 

@@ -66,8 +66,14 @@ class EmbeddedInstances:
     def close(self) -> None:
         for thread in self._threads:
             thread.join(timeout=60)
-        for instance_id in list(self.serving_ports):
-            self._stop_services(instance_id)
+        # Every instance's services stop at once, as a fleet's instances would (each waits out its own
+        # graceful shutdown).
+        stopping = [threading.Thread(target=self._stop_services, args=(instance_id,), daemon=True,
+                                     name=f"embedded-shutdown-{instance_id}") for instance_id in self.serving_ports]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join(timeout=60)
         self._scratch.cleanup()
 
     # --- the instance's own filesystem and services --------------------------------------------

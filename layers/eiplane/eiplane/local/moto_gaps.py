@@ -55,6 +55,7 @@ import moto
 from moto.awslambda.models import LambdaFunction
 from moto.cloudwatch.models import CloudWatchBackend, Statistics
 from moto.cloudwatch.responses import CloudWatchResponse as CloudWatchResponses
+from moto.core import responses as moto_responses
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.ec2 import utils as ec2_utils
@@ -70,6 +71,7 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+from moto.stepfunctions.parser.asl.utils import json_path
 
 from eiplane.local import sfn_strict
 from eiplane.local.lambda_runtime import LocalLambdaRuntime
@@ -179,6 +181,15 @@ def _parse_once(definition: str) -> tuple[Any, Any]:
             _PARSE_TREES[definition] = tree
         return program, tree
     return Preprocessor().visit(tree), tree
+
+
+# Work moto repeats on every request or state, whose result never changes: done once. (Speed only: what
+# the embedded AWS answers is the same.)
+# - every JSONPath of every state is parsed afresh (jsonpath_ng builds its parser each time); a parsed
+#   path is read-only;
+_parse_json_path = functools.lru_cache(maxsize=4096)(json_path.parse)
+# - every request lists its response class's methods (inspect.getmembers) to find the action's.
+_method_names = functools.lru_cache(maxsize=None)(moto_responses.method_names_from_class)
 
 
 def check_moto_version() -> None:
@@ -339,6 +350,8 @@ def patched(runtime: LocalLambdaRuntime, clock: VirtualClock, instances: Embedde
         stack.enter_context(mock.patch.object(retrier_decl, "time", _RetrierTime(clock)))
         stack.enter_context(mock.patch.object(Ec2VpcResponses, "modify_vpc_endpoint", modify_vpc_endpoint))
         stack.enter_context(mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parse_once)))
+        stack.enter_context(mock.patch.object(json_path, "parse", _parse_json_path))
+        stack.enter_context(mock.patch.object(moto_responses, "method_names_from_class", _method_names))
         stack.enter_context(sfn_strict.strict_step_functions())
         yield
 

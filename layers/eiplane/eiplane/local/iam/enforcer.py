@@ -318,12 +318,20 @@ class IamEnforcer:
             finally:
                 machine.arn = None
 
+        clients: dict[tuple[str, str, str | None], Any] = {}
+        clients_lock = threading.Lock()
+
         def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-            created = original_client(region=region, service=service, state_credentials=state_credentials)
+            # One client per state machine's role (moto builds one for every Task; building one costs more
+            # than the call): it signs with that role's key, as Step Functions calls with the machine's role.
             key = enforcer._state_machines.get(getattr(machine, "arn", None) or "")
-            if key is not None:
-                created._request_signer._credentials = _Credentials(key)
-            return created
+            with clients_lock:
+                if (region, service, key) not in clients:
+                    created = original_client(region=region, service=service, state_credentials=state_credentials)
+                    if key is not None:
+                        created._request_signer._credentials = _Credentials(key)
+                    clients[(region, service, key)] = created
+                return clients[(region, service, key)]
 
         with contextlib.ExitStack() as stack:
             stack.enter_context(mock.patch.object(BaseResponse, "call_action", call_action))
