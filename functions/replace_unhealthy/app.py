@@ -1,5 +1,6 @@
-"""ReplaceUnhealthy: in-service slots the load balancer finds unhealthy are deregistered, terminated
-and recorded failed; the ScaleOut that follows provisions them again."""
+"""ReplaceUnhealthy: in-service slots the load balancer finds unhealthy, or whose instance is gone, are
+taken out (deregistered, terminated, recorded failed) for the ScaleOut that follows to provision again;
+instances tagged with the fleet that no slot accounts for are terminated."""
 
 from typing import Any
 

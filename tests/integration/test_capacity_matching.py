@@ -365,3 +365,46 @@ def test_a_second_scale_out_counts_the_slots_the_first_has_planned_but_not_launc
     second = plan_launch(f"{provision.arn}-second")
     assert second["slots"] == [] and second["shared"] is None
     assert set(running_instances(aws)) == {r["instance_id"] for r in in_service(aws).values()}  # nothing launched
+
+
+def test_reconcile_terminates_an_orphan_and_provisions_a_slot_whose_instance_is_gone(aws: EmbeddedAws,
+                                                                                       fleet: dict) -> None:
+    ec2 = aws.client("ec2")
+    (serving,) = in_service(aws).values()
+    described = ec2.describe_instances(InstanceIds=[serving["instance_id"]])["Reservations"][0]["Instances"][0]
+
+    def tagged(slot: str | None) -> str:
+        """An instance with the fleet's tags that no slot record names (a slot's: as a launch whose answer was
+        lost leaves behind; no slot tag: someone's own instance, tagged by hand)."""
+        tags = {"eiplane:fleet": FLEET, "eiplane:managed-by": "eiplane",
+                **({"eiplane:slot": slot, "eiplane:generation": "0"} if slot else {})}
+        return str(ec2.run_instances(
+            ImageId=described["ImageId"], InstanceType="g5.xlarge", MinCount=1, MaxCount=1, SubnetId=described["SubnetId"],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        )["Instances"][0]["InstanceId"])
+
+    orphan = tagged("7")
+    by_hand = tagged(None)  # left alone
+    ec2.terminate_instances(InstanceIds=[serving["instance_id"]])  # the slot's instance is gone
+
+    result = tick(aws, START + timedelta(minutes=5), "tick-reconcile")
+
+    out = outcome(result)
+    assert (out["action"], out["code"]) == ("replace", "reconcile"), out["reason"]
+    assert out["orphans_terminated"] == [orphan] and out["replaced"] == [0]
+    assert "their instance is gone" in out["reason"] and orphan in out["reason"]
+    assert result.states_entered().count("ScaleOut") == 1
+    assert aws.wait(out["execution_arn"]).status == "SUCCEEDED"
+    running = running_instances(aws)
+    assert orphan not in running and by_hand in running
+    (again,) = in_service(aws).values()  # slot 0, on a new instance
+    assert again["instance_id"] != serving["instance_id"]
+    assert any(d["code"] == "reconcile" and d.get("orphans_terminated") and d.get("replaced") for d in decisions(aws))
+
+    # An orphan alone: terminated, and nothing provisioned.
+    second = tagged("8")
+    result = tick(aws, START + timedelta(minutes=10), "tick-orphan")
+    out = outcome(result)
+    assert out["orphans_terminated"] == [second] and out["replaced"] == [] and out["execution_arn"] is None
+    assert "ScaleOut" not in result.states_entered() and "RecordDecision" in result.states_entered()
+    assert second not in running_instances(aws)

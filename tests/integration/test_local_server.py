@@ -180,6 +180,9 @@ def test_readme_local_server_lines_run_as_written_without_aws_configuration(loca
     status = run_readme_line(local_server, readme_line("eiplane fleet status", "--endpoint-url")).stdout
     assert "fleet demo-gpu (gpu) in us-east-1: 2 in service, 2 healthy at the load balancer" in status, status
     assert f"endpoint: {report['endpoint']['url']}  (here: http://127.0.0.1:" in status
+    digest = report["artifact_manifest_sha256"][:12]
+    serving_rows = [line for line in status.splitlines() if " in_service " in line]
+    assert len(serving_rows) == 2 and all(" tiny-cnn 1 " in line and digest in line for line in serving_rows), status
     answered = run_readme_line(local_server, readme_line("eiplane invoke", "--endpoint-url")).stdout
     assert answered.startswith("HTTP 200 from http://127.0.0.1:") and '"outputs"' in answered, answered
 

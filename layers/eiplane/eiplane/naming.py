@@ -78,6 +78,14 @@ def tags_for(component: str, spec: FleetSpec | None = None) -> dict[str, str]:
     return tags
 
 
+# What an instance validated and serves: on its tags (the EC2 console), its slot record and the report.
+TAG_MODEL, TAG_MODEL_VERSION, TAG_MANIFEST = "eiplane:model", "eiplane:model-version", "eiplane:manifest-sha256"
+
+
+def model_tags(model_name: str, model_version: str, manifest_sha256: str) -> dict[str, str]:
+    return {TAG_MODEL: model_name, TAG_MODEL_VERSION: model_version, TAG_MANIFEST: manifest_sha256}
+
+
 def as_aws_tags(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
 

@@ -90,12 +90,15 @@ def fleet_view(args: argparse.Namespace) -> dict[str, Any]:
             "slot": index, "state": record.get("state"), "instance_id": instance,
             "target": target.get("State") or ("not registered" if instance else None),
             "target_reason": target.get("Reason"),
-            "model": f"{model.get('name')} {model.get('version')}" if model else None,
+            # what this instance validated and serves (its record), which may not be the spec's version
+            "model": f"{record['model_name']} {record['model_version']}" if record.get("model_name") else None,
+            "manifest_sha256": record.get("manifest_sha256"),
             "validated_on": validation.get("device"), "validation_passed": validation.get("passed"),
             "serving": validation.get("serving"), "reason": record.get("reason"),
         })
     return {"fleet": args.name, "region": region, "backend": (spec.get("backend") or {}).get("type"),
             "capacity": spec.get("capacity"), "desired": registration.get("desired"), "endpoint": endpoint,
+            "model": f"{model.get('name')} {model.get('version')}" if model else None,
             "local_url": local_url, "serving_port": serving_port, "target_group_arn": target_group,
             "in_service": sum(r["state"] == "in_service" for r in rows),
             "healthy": sum(r["target"] == "healthy" for r in rows), "slots": rows}
@@ -123,7 +126,8 @@ def fleet_status(args: argparse.Namespace) -> int:
           f"(min {capacity.get('min')}, max {capacity.get('max')})")
     print(f"endpoint: {view['endpoint'] or '(none recorded: run fleet apply)'}"
           + (f"  (here: {view['local_url']})" if view["local_url"] else ""))
-    print(f"{'slot':>4}  {'state':11} {'instance':20} {'target':15} {'model':14} validation")
+    print(f"model: {view['model'] or '-'} (the spec's); each slot's is the version its instance validated and serves")
+    print(f"{'slot':>4}  {'state':11} {'instance':20} {'target':15} {'model':14} {'manifest':12} validation")
     for row in view["slots"]:
         serving = row["serving"] or {}
         measured = (f"{serving['capacity_rps']:.0f} req/s at p99 <= {serving['latency_objective_ms']:g} ms"
@@ -132,7 +136,8 @@ def fleet_status(args: argparse.Namespace) -> int:
         if row["validated_on"]:
             validated += f" on {row['validated_on']}"
         print(f"{row['slot']:>4}  {row['state'] or '-':11} {row['instance_id'] or '-':20} {row['target'] or '-':15} "
-              f"{row['model'] or '-':14} {validated}{'; ' + measured if measured else ''}")
+              f"{row['model'] or '-':14} {(row['manifest_sha256'] or '-')[:12]:12} {validated}"
+              f"{'; ' + measured if measured else ''}")
         if row["state"] == "failed" and row["reason"]:
             print(f"{'':6}{str(row['reason'])[:200]}")
     if args.json:

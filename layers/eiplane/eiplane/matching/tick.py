@@ -46,7 +46,7 @@ from eiplane.models.matching import (
 from eiplane.models.spec import FleetSpec
 from eiplane.observability import logger, metrics
 from eiplane.provisioning.lifecycle import failure_reason, record_state, stop_into_pool
-from eiplane.provisioning.plan import execution_running, instance_states, running_instances
+from eiplane.provisioning.plan import execution_running, fleet_instances, instance_states, orphaned, running_instances
 from eiplane.settings import get_settings
 from eiplane.state import (
     load_prerequisites,
@@ -133,12 +133,21 @@ def observe_and_plan(request: FleetTick) -> CapacityPlan:
         # A served instance the balancer finds unhealthy (its server crashed, its device hung) serves
         # nothing: replaced before anything is sized (ReplaceUnhealthy, then ScaleOut to the same size).
         unhealthy = sorted(index for index, instance in in_service.items() if health.get(instance) == "unhealthy")
-        if unhealthy:
+        # Reconcile the table with the account: a slot in service whose instance is gone (terminated or
+        # stopped by hand, lost to a host failure) is provisioned again; an instance tagged with the fleet that
+        # no slot accounts for, and that no running execution is launching, is terminated (it bills, serves
+        # nothing and no scale-in would ever reach it).
+        gone = sorted(index for index, r in records.items() if r.get("state") == "in_service" and index not in in_service)
+        orphans = orphaned(None, records, fleet_instances(spec))
+        if unhealthy or gone or orphans:
+            said = [f"slot(s) {', '.join(map(str, unhealthy))} in service but unhealthy at the load balancer"] * bool(
+                unhealthy) + [f"slot(s) {', '.join(map(str, gone))} in service but their instance is gone"] * bool(
+                gone) + [f"instance(s) {', '.join(orphans)} tagged with the fleet but no slot's"] * bool(orphans)
             return CapacityPlan(
-                action="replace", code="unhealthy_targets", desired=desired_before, desired_before=desired_before,
-                ready=len(in_service) - len(unhealthy), launching=0, replace=unhealthy,
-                reason=f"slot(s) {', '.join(map(str, unhealthy))} in service but unhealthy at the load balancer: "
-                       "deregistered, terminated and provisioned again")
+                action="replace", code="unhealthy_targets" if unhealthy else "reconcile", desired=desired_before,
+                desired_before=desired_before, ready=len(in_service) - len(unhealthy), launching=0,
+                replace=sorted({*unhealthy, *gone}), orphans=orphans,
+                reason="; ".join(said) + ": slots taken out and provisioned again, orphans terminated")
         slots = policy_slots(records, running, executions_running, settings.launch_minutes, serving, configured)
         if active in executions_running:
             slots += pending_slots(max(0, desired_before - len(slots)), settings.launch_minutes)
@@ -192,8 +201,9 @@ def target_states(spec: FleetSpec, target_group: str | None, instance_ids: list[
 
 
 def replace_unhealthy(request: PlanInput) -> ReplaceResult:
-    """Take the plan's unhealthy in-service slots out: deregistered (the balancer already sends them
-    nothing), terminated and recorded failed, so the ScaleOut that follows provisions them again."""
+    """Take the plan's slots out: deregistered (the balancer already sends them nothing), their instance
+    terminated where it still exists, recorded failed, so the ScaleOut that follows provisions them
+    again; and terminate the plan's orphans (checked again: still the fleet's, still no slot's)."""
     replaced, instance_ids = [], []
     with aws_errors():
         spec, _ = _registered_spec(request.fleet)
@@ -204,16 +214,31 @@ def replace_unhealthy(request: PlanInput) -> ReplaceResult:
             instance = record.get("instance_id")
             if record.get("state") != "in_service" or not instance:
                 continue  # a retried step: already done
+            state = instance_states([str(instance)], spec.region).get(str(instance))  # terminated: listed a while
+            exists = state not in (None, "shutting-down", "terminated")
+            why = "unhealthy at the load balancer" if state in ("pending", "running") else f"its instance is {state or 'gone'}"
             record_state(spec, index, str(instance), "failed",
-                         {"reason": f"unhealthy at the load balancer at {request.tick.at.isoformat()}: replaced"})
-            if target_group:
-                client("elbv2", spec.region).deregister_targets(
-                    TargetGroupArn=target_group, Targets=[{"Id": str(instance), "Port": spec.serving.port}])
-            client("ec2", spec.region).terminate_instances(InstanceIds=[str(instance)])
+                         {"reason": f"{why} at {request.tick.at.isoformat()}: replaced"}, tag=exists)
+            if exists:  # (the balancer deregisters a terminated instance itself)
+                if target_group:
+                    client("elbv2", spec.region).deregister_targets(
+                        TargetGroupArn=target_group, Targets=[{"Id": str(instance), "Port": spec.serving.port}])
+                client("ec2", spec.region).terminate_instances(InstanceIds=[str(instance)])
             replaced.append(index)
             instance_ids.append(str(instance))
-    logger.warning(f"{spec.name}: replacing unhealthy slot(s) {replaced}", extra={"instances": instance_ids})
-    return ReplaceResult(replaced=replaced, instance_ids=instance_ids)
+        # (the plan found them launched by no running execution; here: still the fleet's, still named by no slot)
+        named = {str(r["instance_id"]) for r in records.values() if r.get("instance_id")}
+        orphans = [] if not request.plan.orphans else sorted(
+            i for i in fleet_instances(spec) if i in request.plan.orphans and i not in named)
+        if orphans:
+            client("ec2", spec.region).terminate_instances(InstanceIds=orphans)
+    if replaced:
+        logger.warning(f"{spec.name}: replacing slot(s) {replaced}", extra={"instances": instance_ids})
+    if orphans:
+        logger.warning(f"{spec.name}: terminated {len(orphans)} instance(s) tagged with the fleet that no slot "
+                       f"accounts for: {', '.join(orphans)}", extra={"orphans": orphans})
+    return ReplaceResult(replaced=replaced, instance_ids=instance_ids, orphans_terminated=orphans,
+                         provision_again=bool(replaced))
 
 
 def _newest(values: list[float | None]) -> float | None:
@@ -349,6 +374,8 @@ def record_decision(request: RecordInput) -> FleetOutcome:
     drained = (request.drain.draining + request.drain.cancelled) if request.drain else []
     pooled = request.terminated.pooled if request.terminated else []
     desired = plan_.desired_before - len(drained) if request.drain else plan_.desired
+    replaced = request.replaced.replaced if request.replaced else []
+    orphans = request.replaced.orphans_terminated if request.replaced else []
     with aws_errors():
         spec, _ = _registered_spec(request.fleet)
         save_decision(spec.name, request.tick.at, {
@@ -361,6 +388,7 @@ def record_decision(request: RecordInput) -> FleetOutcome:
             "capacity_per_instance_rps": plan_.capacity_per_instance_rps,
             "scale_out_execution": request.scale_out.execution_arn if request.scale_out else None,
             "drained": drained or None, "pooled": pooled or None,
+            "replaced": replaced or None, "orphans_terminated": orphans or None,
         })
         balancer = (load_prerequisites(spec.name) or {}).get("load_balancer_arn")
         if plan_.capacity_per_instance_rps and spec.scaling.enabled and balancer:
@@ -378,7 +406,7 @@ def record_decision(request: RecordInput) -> FleetOutcome:
                         action=plan_.action, code=plan_.code, reason=plan_.reason, desired=desired, ready=plan_.ready,
                         launching=plan_.launching, demand_rps=observed.demand_rps if observed else None,
                         execution_arn=request.scale_out.execution_arn if request.scale_out else None, drained=drained,
-                        pooled=pooled)
+                        pooled=pooled, replaced=replaced, orphans_terminated=orphans)
 
 
 def release_lease(request: ReleaseInput) -> FleetOutcome:

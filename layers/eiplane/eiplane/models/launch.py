@@ -112,6 +112,9 @@ class SlotOutcome(_Model):
     instance_type: str | None = None
     availability_zone: str | None = None
     image_id: str | None = None
+    model_name: str | None = Field(default=None, description="the model the instance validated and serves")
+    model_version: str | None = None
+    manifest_sha256: str | None = Field(default=None, description="the digest of that version's manifest.json")
     reason: str | None = Field(default=None, description="why the slot failed (the error and its message)")
     validation: dict[str, Any] | None = None
     attempts: list[str] = Field(default_factory=list)

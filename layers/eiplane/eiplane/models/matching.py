@@ -121,8 +121,11 @@ class CapacityPlan(_Model):
     launching: int
     launch: int = 0
     terminate: list[int] = Field(default_factory=list, description="slot indexes to drain (in order)")
-    replace: list[int] = Field(default_factory=list, description="in-service slots whose target is unhealthy: "
-                                                                  "taken out and provisioned again")
+    replace: list[int] = Field(default_factory=list, description="in-service slots whose target is unhealthy or "
+                                                                  "whose instance is gone: taken out and provisioned again")
+    orphans: list[str] = Field(default_factory=list, description="instances tagged with the fleet that no slot "
+                                                                  "accounts for and no running execution launches: "
+                                                                  "terminated")
     capacity_per_instance_rps: float | None = None
     forecast_method: str | None = None
     headroom: float | None = None
@@ -136,6 +139,8 @@ class PlanInput(FleetTick):
 class ReplaceResult(_Model):
     replaced: list[int] = Field(description="slots taken out (failed), for ScaleOut to provision again")
     instance_ids: list[str]
+    orphans_terminated: list[str] = Field(default_factory=list)
+    provision_again: bool = Field(default=False, description="slots were taken out: the ASL goes on to ScaleOut")
 
 
 class ScaleOutResult(_Model):
@@ -163,6 +168,7 @@ class TerminateResult(_Model):
 
 
 class RecordInput(PlanInput):
+    replaced: ReplaceResult | None = None
     scale_out: ScaleOutResult | None = None
     drain: DrainResult | None = None
     terminated: TerminateResult | None = None
@@ -181,6 +187,8 @@ class FleetOutcome(_Model):
     execution_arn: str | None = Field(default=None, description="the ProvisionFleet execution a scale-out started")
     drained: list[int] = Field(default_factory=list)
     pooled: list[int] = Field(default_factory=list, description="drained slots stopped into the warm pool")
+    replaced: list[int] = Field(default_factory=list, description="slots taken out to be provisioned again")
+    orphans_terminated: list[str] = Field(default_factory=list)
 
 
 class ReleaseInput(FleetTick):

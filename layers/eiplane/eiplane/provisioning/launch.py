@@ -31,7 +31,7 @@ from eiplane.models.prerequisites import SubnetPlacement
 from eiplane.models.spec import EiaBackend, FleetSpec
 from eiplane.observability import logger
 from eiplane.prerequisites.placement import offered_zones
-from eiplane.provisioning.lifecycle import record_state
+from eiplane.provisioning.lifecycle import record_state, slot_model
 from eiplane.state import load_slot, save_slot
 
 NEXT_CANDIDATE = {"InsufficientInstanceCapacity", "InsufficientCapacity", "Unsupported",
@@ -90,11 +90,14 @@ def launch_instance(request: SlotInput) -> LaunchResult:
             # this execution carries the slot on now: the one that launched it is over
             save_slot(spec.name, slot.index, {"execution": request.context.execution_id})
         elif slot.warm_instance_id:
-            # From the warm pool: started, then registered and validated again like any instance.
+            # From the warm pool: started, then registered and validated again like any instance, with the
+            # version this execution pushes (whatever it validated before it was stopped).
             _start_pooled(ec2, spec, slot.index, slot.warm_instance_id)
             result = _resumed(ec2, slot.warm_instance_id)
+            ec2.create_tags(Resources=[result.instance_id], Tags=naming.as_aws_tags(naming.model_tags(**slot_model(request))))
             record_state(spec, slot.index, result.instance_id, "launching", {
-                "execution": request.context.execution_id, "reason": "started from the warm pool"})
+                "execution": request.context.execution_id, "reason": "started from the warm pool",
+                **slot_model(request)})
         else:
             result = _launch(ec2, request)
             record_state(spec, slot.index, result.instance_id, "launching", {
@@ -102,6 +105,7 @@ def launch_instance(request: SlotInput) -> LaunchResult:
                 "subnet_id": result.subnet_id, "availability_zone": result.availability_zone,
                 "image_id": result.image_id, "image_parameter": shared.image_parameter,
                 "launch_attempts": result.attempts, "reason": "", "execution": request.context.execution_id,
+                **slot_model(request),
             }, tag=False)  # launched with its tags
     return result.model_copy(update={"mutating_calls": calls.mutating})
 
@@ -183,7 +187,8 @@ def run_request(request: SlotInput, instance_type: str, subnet_id: str) -> dict[
     spec, slot, shared = request.spec, request.slot, request.launch
     tags = naming.as_aws_tags({**naming.tags_for("instance", spec), "Name": f"eiplane-{spec.name}-{slot.index}",
                                "eiplane:slot": str(slot.index), "eiplane:generation": str(slot.generation),
-                               "eiplane:state": "launching", "eiplane:image-id": shared.image_id})
+                               "eiplane:state": "launching", "eiplane:image-id": shared.image_id,
+                               **naming.model_tags(**slot_model(request))})
     run: dict[str, Any] = {
         "ImageId": shared.image_id,
         "InstanceType": instance_type,

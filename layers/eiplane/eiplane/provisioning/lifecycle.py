@@ -40,12 +40,20 @@ def record_state(spec: FleetSpec, index: int, instance_id: str | None, state: Sl
     logger.info(f"slot {index}: {instance_id or 'no instance'} {state}", extra={"slot": index, "state": state})
 
 
+def slot_model(request: SlotInput) -> dict[str, str]:
+    """The version a slot's instance is launched, validated and put in service with: its record's fields."""
+    model = request.spec.model
+    return {"model_name": model.name, "model_version": model.version,
+            "manifest_sha256": request.launch.artifact.manifest_sha256}
+
+
 def _outcome(request: SlotInput, instance: LaunchResult | None, state: SlotState, mutating_calls: list[str],
              **fields: Any) -> SlotOutcome:
     """The slot's outcome, with where its instance ran (if it got one) and every call it changed."""
     where = {} if instance is None else {
         "instance_id": instance.instance_id, "instance_type": instance.instance_type,
-        "availability_zone": instance.availability_zone, "image_id": instance.image_id, "attempts": instance.attempts}
+        "availability_zone": instance.availability_zone, "image_id": instance.image_id, "attempts": instance.attempts,
+        **slot_model(request)}
     earlier = instance.mutating_calls if instance else []
     return SlotOutcome(index=request.slot.index, generation=request.slot.generation, state=state, **where,
                        mutating_calls=[*earlier, *mutating_calls], **fields)
@@ -212,6 +220,8 @@ def _from_record(index: int, record: dict[str, Any], default_state: SlotState) -
         index=index, generation=int(record.get("generation", 0)), state=state,
         instance_id=record.get("instance_id"), instance_type=record.get("instance_type"),
         availability_zone=record.get("availability_zone"), image_id=record.get("image_id"),
+        model_name=record.get("model_name"), model_version=record.get("model_version"),
+        manifest_sha256=record.get("manifest_sha256"),
         validation=record.get("validation"), reason=record.get("reason") or None)
 
 

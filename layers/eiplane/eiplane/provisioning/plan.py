@@ -152,11 +152,13 @@ def fleet_instances(spec: FleetSpec) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _orphaned(request: PlanLaunchInput, slots: dict[int, dict[str, Any]],
-              instances: dict[str, dict[str, Any]]) -> list[str]:
+def orphaned(own_execution: str | None, slots: dict[int, dict[str, Any]],
+             instances: dict[str, dict[str, Any]]) -> list[str]:
     """Instances of the fleet that no slot accounts for: their slot names another instance, or failed
     (a compensation whose termination failed), or they are a launch no running execution drives any more
-    (a launch whose answer was lost, a step that timed out after RunInstances)."""
+    (a launch whose answer was lost, a step that timed out after RunInstances). An instance whose launch an
+    execution still drives (its id not recorded yet) is never one: that is the grace it gets, however long
+    the launch takes."""
     orphans = []
     for instance_id, found in instances.items():
         record = slots.get(found["slot"]) if found["slot"] is not None else None
@@ -166,7 +168,7 @@ def _orphaned(request: PlanLaunchInput, slots: dict[int, dict[str, Any]],
             continue
         launching = record is not None and record.get("generation") == found["generation"] and \
             record.get("state") in ("planned", "launching") and record.get("execution") not in (None, "") and (
-                record["execution"] == request.context.execution_id or execution_running(str(record["execution"])))
+                record["execution"] == own_execution or execution_running(str(record["execution"])))
         if launching:
             continue  # launched by a step still on its way, its instance id not recorded yet
         orphans.append(instance_id)
@@ -175,7 +177,7 @@ def _orphaned(request: PlanLaunchInput, slots: dict[int, dict[str, Any]],
 
 def terminate_orphans(request: PlanLaunchInput, slots: dict[int, dict[str, Any]],
                       instances: dict[str, dict[str, Any]]) -> list[str]:
-    orphans = _orphaned(request, slots, instances)
+    orphans = orphaned(request.context.execution_id, slots, instances)
     if orphans:
         logger.warning(f"terminating {len(orphans)} instance(s) of fleet {request.spec.name} that no slot accounts "
                        f"for: {', '.join(orphans)}", extra={"orphans": orphans})
