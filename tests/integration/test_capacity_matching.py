@@ -17,7 +17,7 @@ import pytest
 from eiplane.executions import ExecutionResult
 from eiplane.local.engine import ACCOUNT_ID, EmbeddedAws
 from eiplane.matching.fleet_view import measured_throughput
-from tests.integration.conftest import Faults
+from tests.integration.conftest import Faults, spec_for
 from tests.integration.test_launch import fleet_spec, push_artifact, running_instances, slot_records
 
 FLEET = "demo-gpu"
@@ -408,3 +408,21 @@ def test_reconcile_terminates_an_orphan_and_provisions_a_slot_whose_instance_is_
     assert out["orphans_terminated"] == [second] and out["replaced"] == [] and out["execution_arn"] is None
     assert "ScaleOut" not in result.states_entered() and "RecordDecision" in result.states_entered()
     assert second not in running_instances(aws)
+
+
+def test_a_fleet_that_keeps_its_size_is_not_scaled_but_still_reconciled(aws: EmbeddedAws) -> None:
+    spec = spec_for("gpu", scaling={"enabled": False})  # prerequisites only: no instance to validate
+    assert aws.run(spec, name="kept").status == "SUCCEEDED"
+    assert outcome(tick(aws, START, "tick-kept"))["code"] == "scaling_disabled"
+
+    ec2 = aws.client("ec2")
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    orphan = ec2.run_instances(ImageId=image, InstanceType="g5.xlarge", MinCount=1, MaxCount=1, SubnetId=subnet,
+                               TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                   {"Key": "eiplane:fleet", "Value": FLEET}, {"Key": "eiplane:managed-by", "Value": "eiplane"},
+                                   {"Key": "eiplane:slot", "Value": "3"}, {"Key": "eiplane:generation", "Value": "0"}]}],
+                               )["Instances"][0]["InstanceId"]
+    out = outcome(tick(aws, START + timedelta(minutes=5), "tick-kept-orphan"))
+    assert (out["action"], out["code"], out["orphans_terminated"]) == ("replace", "reconcile", [orphan])
+    assert out["execution_arn"] is None and orphan not in running_instances(aws)

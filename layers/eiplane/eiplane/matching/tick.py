@@ -115,10 +115,6 @@ def observe_and_plan(request: FleetTick) -> CapacityPlan:
     with aws_errors():
         spec, registration = _registered_spec(request.fleet)
         desired_before = int(registration.get("desired", spec.capacity.desired))
-        if not spec.scaling.enabled:
-            return CapacityPlan(action="skip", code="scaling_disabled", desired=desired_before,
-                                desired_before=desired_before, ready=0, launching=0,
-                                reason="scaling.enabled is false in the fleet's spec: it keeps capacity.desired")
         records = load_slots(spec.name)
         running = running_instances([r["instance_id"] for r in records.values() if r.get("instance_id")], spec.region)
         owners = {str(r["execution"]) for r in records.values() if r.get("execution") and (
@@ -140,14 +136,23 @@ def observe_and_plan(request: FleetTick) -> CapacityPlan:
         gone = sorted(index for index, r in records.items() if r.get("state") == "in_service" and index not in in_service)
         orphans = orphaned(None, records, fleet_instances(spec))
         if unhealthy or gone or orphans:
-            said = [f"slot(s) {', '.join(map(str, unhealthy))} in service but unhealthy at the load balancer"] * bool(
-                unhealthy) + [f"slot(s) {', '.join(map(str, gone))} in service but their instance is gone"] * bool(
-                gone) + [f"instance(s) {', '.join(orphans)} tagged with the fleet but no slot's"] * bool(orphans)
+            said = []
+            if unhealthy:
+                said.append(f"slot(s) {', '.join(map(str, unhealthy))} in service but unhealthy at the load balancer")
+            if gone:
+                said.append(f"slot(s) {', '.join(map(str, gone))} in service but their instance is gone")
+            if orphans:
+                said.append(f"instance(s) {', '.join(orphans)} tagged with the fleet but no slot's")
             return CapacityPlan(
                 action="replace", code="unhealthy_targets" if unhealthy else "reconcile", desired=desired_before,
                 desired_before=desired_before, ready=len(in_service) - len(unhealthy), launching=0,
                 replace=sorted({*unhealthy, *gone}), orphans=orphans,
                 reason="; ".join(said) + ": slots taken out and provisioned again, orphans terminated")
+        # (after the repairs: a fleet that keeps its size still gets its lost slots back and its orphans removed)
+        if not spec.scaling.enabled:
+            return CapacityPlan(action="skip", code="scaling_disabled", desired=desired_before,
+                                desired_before=desired_before, ready=len(in_service), launching=0,
+                                reason="scaling.enabled is false in the fleet's spec: it keeps capacity.desired")
         slots = policy_slots(records, running, executions_running, settings.launch_minutes, serving, configured)
         if active in executions_running:
             slots += pending_slots(max(0, desired_before - len(slots)), settings.launch_minutes)
