@@ -24,8 +24,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -269,8 +272,6 @@ class EmbeddedInstances:
         folder = root / "document" / "orchestration" / command.command_id / "awsrunShellScript" / "0.awsrunShellScript"
         folder.mkdir(parents=True, mode=0o700, exist_ok=True)
         script = folder / "_script.sh"
-        script.write_text("\n".join(lines) + "\n")
-        script.chmod(0o700)
         working = root / f"cwd-{next(self._ids)}"  # the agent's own working directory: nothing of the script's
         working.mkdir()
         bin_dir = str(Path(sys.executable).parent)  # the venv: the AWS CLI, and python with torch
@@ -304,17 +305,30 @@ class EmbeddedInstances:
         }
         working_directory = (command.parameters.get("workingDirectory") or [""])[0]
         cwd = working_directory if working_directory.startswith("/") else str(working)
+        # Written and started under one lock: a process another thread forks while the script is open for
+        # writing holds it open until its exec, and sh's exec of the script then fails with ETXTBSY ("Text
+        # file busy"). Popen returns once its child has exec'd, so no child is between fork and exec here.
+        with _SPAWN_LOCK:
+            script.write_text("\n".join(lines) + "\n")
+            script.chmod(0o700)
+            process = subprocess.Popen(["/bin/sh", "-c", str(script)], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            completed = subprocess.run(["/bin/sh", "-c", str(script)], cwd=cwd, env=env, capture_output=True,
-                                       text=True, timeout=timeout, check=False, start_new_session=True)
-        except subprocess.TimeoutExpired as exc:
-            return 137, str(exc.stdout or ""), str(exc.stderr or ""), "TimedOut"  # the agent kills the group
-        code = completed.returncode
-        return code, completed.stdout, completed.stderr, "Success" if code == 0 else "Failed"
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the agent kills the command's process group
+            out, err = process.communicate()
+            return 137, out or "", err or "", "TimedOut"
+        code = process.returncode
+        return code, out, err, "Success" if code == 0 else "Failed"
 
     def credentials(self, instance_id: str) -> dict[str, str]:
         """The instance profile's role session, as the instance metadata service hands it out."""
         return instance_credentials(instance_id)
+
+
+_SPAWN_LOCK = threading.Lock()
 
 
 def truncated(text: str, limit: int) -> str:
