@@ -214,12 +214,15 @@ def replace_unhealthy(request: PlanInput) -> ReplaceResult:
         spec, _ = _registered_spec(request.fleet)
         records = load_slots(spec.name)
         target_group = _target_group(spec.name)
+        # one DescribeInstances for every slot taken out (a terminated instance is listed a while, then gone)
+        states = instance_states([str(records[i]["instance_id"]) for i in request.plan.replace
+                                  if records.get(i, {}).get("instance_id")], spec.region)
         for index in request.plan.replace:
             record = records.get(index, {})
             instance = record.get("instance_id")
             if record.get("state") != "in_service" or not instance:
                 continue  # a retried step: already done
-            state = instance_states([str(instance)], spec.region).get(str(instance))  # terminated: listed a while
+            state = states.get(str(instance))
             exists = state not in (None, "shutting-down", "terminated")
             why = "unhealthy at the load balancer" if state in ("pending", "running") else f"its instance is {state or 'gone'}"
             record_state(spec, index, str(instance), "failed",
