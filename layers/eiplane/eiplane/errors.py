@@ -191,3 +191,40 @@ class FleetNotRegistered(EiplaneError):
 
 class CapacityMatchingFailed(EiplaneError):
     """One or more fleets' ticks failed; the tick's summary names them and why (the others went on)."""
+
+
+# --- rollouts -------------------------------------------------------------------------------
+
+class RolloutRequired(EiplaneError):
+    """ProvisionFleet was given a model version other than the one the fleet's instances serve, outside
+    a rollout: it launches nothing (two versions would serve side by side); RolloutFleet replaces them."""
+
+
+class NothingToRollOut(EiplaneError):
+    """RolloutFleet was given the version the fleet already serves, or a fleet it cannot roll (not
+    registered, no instance in service): nothing is changed."""
+
+
+class FleetBusy(EiplaneError):
+    """Another execution holds the fleet (a capacity-matching tick, a scale-out, another rollout or a
+    deletion): retried by the ASL until it is done, then the workflow fails without changing anything."""
+
+
+class RolloutBlocked(EiplaneError):
+    """No batch can proceed without taking the fleet below rollout.min_healthy_percent (max_surge 0 and
+    too few instances in service to take one out): the rollout rolls back."""
+
+
+class BatchInProgress(EiplaneError):
+    """The rollout's ProvisionFleet execution (a batch, or the restore of the old version) is still
+    running. Retried by the ASL: the wait."""
+
+
+class BatchFailed(EiplaneError):
+    """A batch's instances could not all be launched, validated and put in service (the new version
+    failed validation, no capacity, never healthy): the rollout rolls back."""
+
+
+class GuardrailFired(EiplaneError):
+    """During a batch's bake the target group's 5xx rate or p99 latency went beyond the spec's limits,
+    or an alarm the spec names went into ALARM: the rollout rolls back."""

@@ -14,7 +14,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from eiplane.aws import client
+from botocore.exceptions import ClientError
+
+from eiplane.aws import client, error_code
 from eiplane.models.prerequisites import PrerequisiteResult
 from eiplane.models.spec import FleetSpec
 from eiplane.settings import get_settings
@@ -155,16 +157,60 @@ def load_slot(fleet: str, index: int) -> dict[str, Any] | None:
 
 def save_slot(fleet: str, index: int, fields: dict[str, Any]) -> None:
     """Set the given fields of a slot record (others are kept); JSON-encodes dicts and lists."""
+    _set_fields(fleet_key(fleet, slot_key(index)), fields)
+
+
+def _set_fields(key: dict[str, Any], fields: dict[str, Any]) -> None:
     settings = get_settings()
     values = {k: v for k, v in fields.items() if v is not None}
     values["updated_at"] = now()
     names = {f"#f{i}": k for i, k in enumerate(values)}
     client("dynamodb", settings.region).update_item(
-        TableName=settings.state_table, Key=fleet_key(fleet, slot_key(index)),
+        TableName=settings.state_table, Key=key,
         UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
         ExpressionAttributeNames=names,
         ExpressionAttributeValues={f":v{i}": _attribute(v) for i, v in enumerate(values.values())},
     )
+
+
+# --- rollouts -----------------------------------------------------------------------------
+
+ROLLOUT = "ROLLOUT"
+# A rollout in one of these holds the fleet: ProvisionFleet launches the version it names, only for it.
+ROLLOUT_ACTIVE = ("running", "rolling_back")
+
+
+def load_rollout(fleet: str) -> dict[str, Any] | None:
+    """The fleet's latest rollout (one record, replaced by the next rollout once this one has ended)."""
+    settings = get_settings()
+    item = client("dynamodb", settings.region).get_item(
+        TableName=settings.state_table, Key=fleet_key(fleet, ROLLOUT), ConsistentRead=True).get("Item")
+    return {k: plain(v) for k, v in item.items()} if item else None
+
+
+def begin_rollout(fleet: str, execution_id: str, fields: dict[str, Any]) -> bool:
+    """Write a new rollout record unless another rollout is active (False then): conditional, so two
+    rollouts started at once cannot both take the fleet."""
+    settings = get_settings()
+    item = {**fleet_key(fleet, ROLLOUT), **{k: _attribute(v) for k, v in fields.items() if v is not None},
+            "execution": {"S": execution_id}, "updated_at": {"S": now()}}
+    try:
+        client("dynamodb", settings.region).put_item(
+            TableName=settings.state_table, Item=item,
+            ConditionExpression="attribute_not_exists(pk) OR NOT #status IN (:running, :rolling_back) "
+                                "OR #execution = :own",
+            ExpressionAttributeNames={"#status": "status", "#execution": "execution"},
+            ExpressionAttributeValues={":running": {"S": "running"}, ":rolling_back": {"S": "rolling_back"},
+                                       ":own": {"S": execution_id}})
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def save_rollout(fleet: str, fields: dict[str, Any]) -> None:
+    _set_fields(fleet_key(fleet, ROLLOUT), fields)
 
 
 def _attribute(value: Any) -> dict[str, Any]:

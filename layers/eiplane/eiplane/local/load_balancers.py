@@ -57,6 +57,7 @@ import contextlib
 import http.client
 import ipaddress
 import itertools
+import json
 import logging
 import math
 import secrets
@@ -162,6 +163,12 @@ class LoadBalancers:
         self._executor = ThreadPoolExecutor(max_workers=HEALTH_CHECK_WORKERS, thread_name_prefix="alb-health")
         self._stop = threading.Event()
         self._publisher: threading.Thread | None = None
+        # Faults a test injects that moto cannot produce: target id -> the status its server answers
+        # every request with (None: it answers as it does), as a new version that fails on real traffic.
+        self.target_fault: Callable[[str], int | None] | None = None
+        # Set (a clock of wall-clock minutes): what the balancers did is published each time the virtual
+        # clock moves, into the wall-clock minute: a Wait that lets a minute pass has seen its traffic.
+        self.publish_as_clock_moves: Callable[[], datetime] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -501,6 +508,8 @@ class LoadBalancers:
     def _on_advance(self, before: float, after: float) -> None:
         try:
             self._run_due(self.clock.seconds)
+            if self.publish_as_clock_moves is not None and after > before:
+                self.publish_minute(self.publish_as_clock_moves())
         except Exception:  # a failed round must not fail the state machine whose Wait moved the clock
             logger.exception("the embedded load balancers' health checks failed")
 
@@ -603,6 +612,11 @@ class LoadBalancers:
         if address is None:
             self._count(balancer.arn, group.arn, elb_code=502, chosen=True, connection_error=True)
             return _elb_error(502)
+        injected = self.target_fault(record.target_id) if self.target_fault is not None else None
+        if injected is not None:
+            self._count(balancer.arn, group.arn, elb_code=None, chosen=True, target_code=injected, elapsed=0.001)
+            return _Answer(injected, "Injected", [("Content-Type", "application/json")],
+                           json.dumps({"error": "injected by the test"}).encode())
         idle = float(balancer.attrs.get("idle_timeout.timeout_seconds") or DEFAULT_IDLE_TIMEOUT_S)
         forwarded = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP
                      and not k.lower().startswith("x-forwarded-")]

@@ -353,6 +353,43 @@ class Serving(_Strict):
         return values
 
 
+# CloudWatch alarm names: 1-255 printable characters (no control characters).
+ALARM_NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}$"
+
+
+class Rollout(_Strict):
+    """How a new model version replaces the one a fleet serves (the RolloutFleet workflow): in
+    batches, each launched through ProvisionFleet, validated, put in service, baked while the
+    guardrails are watched, then the batch's old instances drain and stop; a guardrail that fires
+    or a batch that fails rolls the new instances back and keeps (or restores) the old version."""
+
+    batch_percent: StrictInt = Field(default=50, ge=1, le=100,
+                                     description="of the fleet's size replaced per batch (at least one instance)")
+    max_surge: StrictInt = Field(
+        default=1, ge=0, le=MAX_FLEET_SIZE,
+        description="new instances launched beside the old ones per batch; 0: an old instance is taken out first "
+                    "(never below min_healthy_percent), for fleets that cannot get a spare accelerator")
+    min_healthy_percent: StrictInt = Field(
+        default=100, ge=0, le=100,
+        description="of the fleet's size that stays in service throughout (a rollout with no capacity for the new "
+                    "version never takes the fleet below it)")
+    bake_seconds: StrictInt = Field(default=300, ge=0, le=3600,
+                                    description="each batch serves this long, guardrails watched, before the old go")
+    max_5xx_percent: StrictNumber = Field(
+        default=1.0, ge=0, le=100,
+        description="guardrail: the target group's 5xx responses, as a percentage of its requests during the bake")
+    alarms: tuple[Annotated[str, Field(strict=True, pattern=ALARM_NAME_PATTERN)], ...] = Field(
+        default=(), max_length=10,
+        description="guardrails: CloudWatch alarms (of the fleet's region) that roll the batch back when in ALARM")
+
+    @model_validator(mode="after")
+    def _can_proceed(self) -> Rollout:
+        if self.max_surge == 0 and self.min_healthy_percent == 100:
+            raise ValueError("max_surge 0 takes an old instance out before its replacement is ready, which "
+                             "min_healthy_percent 100 forbids: lower min_healthy_percent or allow a surge")
+        return self
+
+
 Precision = Literal["fp32", "fp16", "bf16"]
 
 
@@ -381,6 +418,7 @@ class FleetSpec(_Strict):
     scaling: Scaling = Field(default_factory=Scaling)
     model: ModelArtifactRef
     serving: Serving = Field(default_factory=Serving)
+    rollout: Rollout = Field(default_factory=Rollout)
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     dry_run: StrictBool = Field(default=False, description="plan the prerequisites, change nothing")
 

@@ -29,7 +29,7 @@ from eiplane.models.spec import FleetSpec
 from eiplane.observability import logger
 from eiplane.provisioning.plan import execution_running
 from eiplane.settings import get_settings
-from eiplane.state import load_slots, register_fleet, save_slot
+from eiplane.state import ROLLOUT_ACTIVE, load_rollout, load_slots, register_fleet, save_slot
 
 
 def record_state(spec: FleetSpec, index: int, instance_id: str | None, state: SlotState,
@@ -166,8 +166,12 @@ def summarize(request: SummarizeFleetInput) -> FleetSummary:
         if waiting:
             raise FleetConverging(f"slots {', '.join(map(str, waiting))} are still being provisioned by "
                                   f"{records[waiting[0]].get('execution')}; this summary waits for them")
-        # capacity matching looks after every fleet ProvisionFleet has applied
-        register_fleet(spec, own)
+        # capacity matching looks after every fleet ProvisionFleet has applied; a rollout's batch (or its
+        # restore) is not the fleet's spec yet: the rollout registers the version it ends with
+        rollout = load_rollout(spec.name)
+        if not (rollout and rollout.get("status") in ROLLOUT_ACTIVE
+                and own in (rollout.get("batch_execution"), rollout.get("restore_execution"))):
+            register_fleet(spec, own)
     outcomes: dict[int, SlotOutcome] = {}
     for slot in launch.slots:
         record = records.get(slot.index, {})

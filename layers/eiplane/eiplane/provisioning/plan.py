@@ -17,12 +17,12 @@ from botocore.exceptions import ClientError
 
 from eiplane import naming
 from eiplane.aws import aws_errors, client, error_code, record_api_calls
-from eiplane.errors import ArtifactNotFound, ImageNotFound, PlanConflict
+from eiplane.errors import ArtifactNotFound, ImageNotFound, PlanConflict, RolloutRequired
 from eiplane.models.launch import IN_PROGRESS, AgentRef, ArtifactRef, LaunchPlanOutput, LaunchShared, PlanLaunchInput, SlotPlan
 from eiplane.models.spec import FleetSpec, looks_like_ami_id
 from eiplane.observability import logger
 from eiplane.settings import get_settings
-from eiplane.state import fleet_key, load_slots, now, slot_key
+from eiplane.state import ROLLOUT_ACTIVE, fleet_key, load_rollout, load_slots, now, slot_key
 
 DEVICES = {"gpu": "cuda", "inferentia": "neuron", "eia": "eia"}
 _RUNNING = {"pending", "running"}
@@ -37,6 +37,7 @@ def plan_launch(request: PlanLaunchInput) -> LaunchPlanOutput:
         states = {i: v["state"] for i, v in instances.items() if i not in orphans}
         states |= instance_states([s["instance_id"] for s in slots.values()
                                    if s.get("instance_id") and s["instance_id"] not in instances], spec.region)
+        check_one_version(spec, slots, states)
         in_service, in_flight, to_provision = _choose_slots(request, slots, states)
         shared = _shared(request) if to_provision else None
         _reserve(request, slots, to_provision)
@@ -59,7 +60,9 @@ def _choose_slots(request: PlanLaunchInput, slots: dict[int, dict], states: dict
     spec = request.spec
     desired = spec.capacity.desired
     live = {i: s for i, s in slots.items() if states.get(s.get("instance_id", "")) in _RUNNING}
-    in_service = sorted(i for i, s in live.items() if s.get("state") == "in_service")[:desired]
+    # (only instances serving the spec's version count: during a rollout the others are its to retire)
+    in_service = sorted(i for i, s in live.items() if s.get("state") == "in_service"
+                        and serves_version(s, spec.model.name, spec.model.version))[:desired]
     in_progress = sorted(i for i, s in live.items() if s.get("state") in IN_PROGRESS)
     own = request.context.execution_id
     in_flight = [i for i in in_progress
@@ -93,6 +96,35 @@ def _choose_slots(request: PlanLaunchInput, slots: dict[int, dict], states: dict
     if not slots and spec.scaling.warm_pool_prefill:  # a new fleet: fill its warm pool once
         chosen += [new_slot(into_pool=True) for _ in range(spec.scaling.warm_pool_size)]
     return in_service, in_flight, sorted(chosen, key=lambda slot: slot.index)
+
+
+def serves_version(record: dict[str, Any], model_name: str, model_version: str) -> bool:
+    """Whether a slot's instance serves this version; a record from before slots named their version
+    (no model_version) is taken to serve the fleet's."""
+    if not record.get("model_version"):
+        return True
+    return bool(record.get("model_name") == model_name and record.get("model_version") == model_version)
+
+
+def check_one_version(spec: FleetSpec, slots: dict[int, dict[str, Any]], states: dict[str, str]) -> None:
+    """A fleet serves one version: a spec naming another than its in-service instances serve launches
+    nothing (RolloutRequired), except for the rollout that is replacing them (its batches launch the new
+    version; its rollback restores the old one)."""
+    others = sorted({f"{r.get('model_name')}:{r.get('model_version')}" for r in slots.values()
+                     if r.get("state") == "in_service" and states.get(r.get("instance_id", "")) in _RUNNING
+                     and not serves_version(r, spec.model.name, spec.model.version)})
+    if not others:
+        return
+    rollout = load_rollout(spec.name)
+    if rollout is not None and rollout.get("status") in ROLLOUT_ACTIVE and \
+            execution_running(str(rollout.get("execution"))):
+        launches = rollout.get("to_version") if rollout["status"] == "running" else rollout.get("from_version")
+        if launches == f"{spec.model.name}:{spec.model.version}":
+            return
+    raise RolloutRequired(
+        f"{spec.name} serves {', '.join(others)}; this spec names {spec.model.name}:{spec.model.version}. Nothing "
+        "was launched: start RolloutFleet with the spec (`eiplane fleet rollout SPEC`), which replaces the "
+        "instances in batches and rolls back if the new version fails")
 
 
 def _reserve(request: PlanLaunchInput, slots: dict[int, dict], chosen: list[SlotPlan]) -> None:
