@@ -13,6 +13,7 @@ import pytest
 from botocore.stub import Stubber
 
 from eiplane.backends import EIA_ACCELERATORS, FAMILIES
+from eiplane.cli import build_parser, fleet_list, main
 from eiplane.cli.costs import EndpointUse, billing_instance_types, describe_cost, endpoint_sharing, estimate
 from eiplane.cli.fleet_list import collect, endpoint_of, render
 from eiplane.cli.prices import PRICES, PriceTable, RegionPrices
@@ -108,6 +109,7 @@ def test_the_shipped_table_prices_every_type_each_backend_launches_in_us_regions
     assert {"us-east-1", "us-west-2", "eu-west-1"} <= set(PRICES.regions)
     assert all(url.startswith("https://aws.amazon.com/") for url in PRICES.sources.values())
     assert any("EBS" in item for item in PRICES.not_included) and any("LCU" in item for item in PRICES.not_included)
+    assert any("data processing" in item for item in PRICES.not_included)
 
 
 def test_the_shipped_table_says_unknown_where_it_has_no_price() -> None:
@@ -184,6 +186,8 @@ def test_collect_lists_each_fleet_and_splits_the_endpoint_two_fleets_share() -> 
     assert gpu.cost.hourly_usd == pytest.approx(0.5 + 4 * 0.01 / 2 + 0.02)
     assert listing.total_hourly_usd == pytest.approx(0.1 + 0.2 + 0.5 + 6 * 0.01 + 2 * 0.02)
     assert listing.prices.as_of == "2030-01-02"
+    assert [line.what for line in eia.cost.lines if line.item == "interface_endpoint"] == [
+        "vpce-ei (elastic-inference.runtime)", "vpce-ssm (ssm)"]
 
 
 def test_render_prints_a_row_per_fleet_and_the_tables_date() -> None:
@@ -213,3 +217,41 @@ def test_an_empty_account_says_so() -> None:
     assert listing.fleets == [] and listing.total_hourly_usd == 0
     assert render(listing) == ["no fleets in this stack's state table (`eiplane fleet apply SPEC` provisions one); "
                                "list prices as of 2030-01-02 (eiplane/cli/prices.py)"]
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+def test_fleet_list_takes_the_other_fleet_commands_options() -> None:
+    args = build_parser().parse_args(["fleet", "list", "--endpoint-url", "http://127.0.0.1:4566", "--stack-name", "s",
+                                      "--region", "eu-west-1", "--json"])
+
+    assert args.handler is fleet_list.fleet_list
+    assert (args.endpoint_url, args.stack_name, args.region, args.json) == ("http://127.0.0.1:4566", "s", "eu-west-1", "-")
+    assert build_parser().parse_args(["fleet", "list", "--json", "out.json"]).json == "out.json"
+
+
+def test_fleet_list_local_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fleet", "list", "--local"]) == 2
+    assert capsys.readouterr().err.startswith("eiplane: --local starts an embedded AWS of its own for this one command")
+
+
+def test_fleet_list_json_of_an_empty_stack_on_stdout(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+
+    class Session:
+        region_name = "us-east-1"
+
+        def client(self, service: str, **_: Any) -> Any:
+            assert service == "dynamodb", "an empty stack needs no other service"
+            return dynamodb
+
+    monkeypatch.setattr(fleet_list, "aws_session", lambda region, endpoint_url: Session())
+    with Stubber(dynamodb) as tables:
+        tables.add_response("list_tables", {"TableNames": ["eiplane-local-FleetStateTable-X"]})
+        tables.add_response("query", {"Items": []})
+        assert main(["fleet", "list", "--endpoint-url", "http://127.0.0.1:4566", "--json"]) == 0
+
+    document = json.loads(capsys.readouterr().out)
+    assert document["fleets"] == [] and document["total_hourly_usd"] == 0
+    assert document["prices"]["as_of"] == PRICES.as_of and document["prices"]["not_included"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,7 +110,7 @@ def collect(dynamodb: BaseClient, table: str, ec2_in: Callable[[str], BaseClient
         backend = spec.get("backend") or {}
         states = [record.get("state") for record in records.values()]
         types, unpriced = billing_instance_types(records)
-        endpoints = [EndpointUse(endpoint_id=i, service=described[i]["ServiceName"].rsplit(".", 1)[-1],
+        endpoints = [EndpointUse(endpoint_id=i, service=_short_service(described[i]["ServiceName"]),
                                  zones=len(described[i].get("SubnetIds") or []), shared_by=sharing[i])
                      for i in endpoint_ids[name] if i in described]
         region = regions[name]
@@ -129,6 +130,12 @@ def collect(dynamodb: BaseClient, table: str, ec2_in: Callable[[str], BaseClient
     return FleetList(prices=PriceBasis(as_of=prices.as_of, currency=prices.currency, sources=prices.sources,
                                        not_included=prices.not_included),
                      fleets=fleets, total_hourly_usd=total, unknown_fleets=unknown)
+
+
+def _short_service(service_name: str) -> str:
+    """com.amazonaws.<region>.elastic-inference.runtime -> elastic-inference.runtime (as backends.py names them)."""
+    parts = service_name.split(".")
+    return ".".join(parts[3:]) if service_name.startswith("com.amazonaws.") and len(parts) > 3 else service_name
 
 
 def _describe_endpoints(ec2_in: Callable[[str], BaseClient],
@@ -171,10 +178,11 @@ def render(listing: FleetList) -> list[str]:
     total = (f"${listing.total_hourly_usd:,.4f} an hour" if listing.total_hourly_usd is not None else
              f"unknown (no list price for part of {', '.join(listing.unknown_fleets)})")
     lines.append(f"{len(listing.fleets)} fleet(s), {total}: estimated from {basis}")
-    lines.append("  counted: running instances (launching, in service, draining) at their launched type, EI "
-                 "accelerators, interface endpoint zone-hours (shared endpoints split evenly among their fleets), "
-                 "one load balancer hour")
-    lines.append("  not included: " + "; ".join(listing.prices.not_included))
+    lines += textwrap.wrap(
+        "counted: running instances (launching, in service, draining) at the type each was launched as, EI "
+        "accelerators, interface endpoint zone-hours (an endpoint shared by fleets split evenly among them), one "
+        "load balancer hour each; not included: " + "; ".join(listing.prices.not_included),
+        width=120, initial_indent="  ", subsequent_indent="  ")
     return lines
 
 

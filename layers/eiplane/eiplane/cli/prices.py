@@ -71,11 +71,11 @@ PRICES = PriceTable(
         "backend stops at BackendUnavailable on AWS, so they price embedded-AWS fleets only.",
     ),
     not_included=(
-        "EBS: every instance's root volume, and the stopped instances of a warm pool, which cost their volume only",
-        "load balancer LCUs (0.008 $ per LCU-hour in these regions)",
-        "data processing: interface endpoints (0.01 $ per GB), NAT, transfer between zones or out of AWS",
-        "the control plane: Step Functions transitions, Lambda, DynamoDB, CloudWatch, S3",
-        "Savings Plans, reserved instances and Spot: these are on-demand list prices",
+        "EBS volumes (each instance's root volume: all that a stopped warm-pool instance bills)",
+        "load balancer LCUs ($0.008 per LCU-hour in these regions)",
+        "data processing and transfer (interface endpoints $0.01 per GB, between zones, out of AWS)",
+        "the control plane (Step Functions, Lambda, DynamoDB, CloudWatch, S3)",
+        "discounts (Savings Plans, reserved instances, Spot): these are on-demand list prices",
     ),
     regions={
         "us-east-1": _US,
