@@ -30,10 +30,8 @@ from eiplane.cli.costs import (
 from eiplane.cli.prices import PRICES, PriceTable
 from eiplane.cli.serving import LOCAL_ONLY_ONE_COMMAND, _table
 from eiplane.models.launch import IN_PROGRESS
+from eiplane.prerequisites.endpoints import GONE_STATES
 from eiplane.state import read_prerequisites, read_registrations, read_slots
-
-# eiplane.prerequisites.endpoints: an endpoint in one of these states is gone (it bills no more).
-_GONE = {"deleted", "deleting", "rejected", "failed", "expired"}
 
 
 class _Model(BaseModel):
@@ -151,7 +149,7 @@ def _describe_endpoints(ec2_in: Callable[[str], BaseClient],
         pages = ec2_in(region).get_paginator("describe_vpc_endpoints").paginate(
             Filters=[{"Name": "vpc-id", "Values": sorted(vpcs)}])
         for endpoint in (e for page in pages for e in page["VpcEndpoints"]):
-            if endpoint.get("VpcEndpointType") == "Interface" and endpoint["State"].lower() not in _GONE:
+            if endpoint.get("VpcEndpointType") == "Interface" and endpoint["State"].lower() not in GONE_STATES:
                 found[endpoint["VpcEndpointId"]] = endpoint
     return found
 
