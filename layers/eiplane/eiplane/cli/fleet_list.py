@@ -112,10 +112,12 @@ def collect(dynamodb: BaseClient, table: str, ec2_in: Callable[[str], BaseClient
                                  zones=len(described[i].get("SubnetIds") or []), shared_by=sharing[i])
                      for i in endpoint_ids[name] if i in described]
         region = regions[name]
-        cost = estimate(str(region), types, backend.get("accelerator") if backend.get("type") == "eia" else None,
-                        endpoints, bool(prerequisites[name].get("load_balancer_arn")), prices,
-                        warm=states.count("warm"), unknown=unpriced) if region else CostEstimate(
-            hourly_usd=None, unknown=["no region recorded"], lines=[], not_priced=[])
+        if region:
+            cost = estimate(str(region), types, backend.get("accelerator") if backend.get("type") == "eia" else None,
+                            endpoints, bool(prerequisites[name].get("load_balancer_arn")), prices,
+                            warm=states.count("warm"), unknown=unpriced)
+        else:  # a registration always carries its spec's region; a hand-edited record may not
+            cost = CostEstimate(hourly_usd=None, unknown=["no region recorded"], lines=[], not_priced=[])
         model = spec.get("model") or {}
         fleets.append(FleetListing(
             fleet=name, backend=backend.get("type") or prerequisites[name].get("backend"), region=region,
