@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from eiplane.artifacts.push import push
+from eiplane.cli.fleet_list import FleetList, FleetModel, collect
+from eiplane.cli.prices import PRICES
 from eiplane.local.engine import EmbeddedAws
 from tests.integration.conftest import Faults, failed_lambda_errors, fleet_report, spec_for
 
@@ -44,6 +46,11 @@ def slot_records(aws: EmbeddedAws, fleet: str) -> dict[int, dict[str, Any]]:
         TableName=aws.stack.outputs["FleetStateTableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :s)",
         ExpressionAttributeValues={":pk": {"S": f"FLEET#{fleet}"}, ":s": {"S": "SLOT#"}})["Items"]
     return {int(i["sk"]["S"][5:]): {k: next(iter(v.values())) for k, v in i.items()} for i in items}
+
+
+def fleet_list(aws: EmbeddedAws) -> FleetList:
+    """What `eiplane fleet list` prints, read from the embedded AWS as the operator."""
+    return collect(aws.client("dynamodb"), aws.stack.outputs["FleetStateTableName"], lambda region: aws.client("ec2"))
 
 
 def assert_only_in_service_instances_run(aws: EmbeddedAws, fleet: str) -> None:
@@ -158,6 +165,24 @@ def test_eia_instances_carry_their_accelerator(aws: EmbeddedAws, artifact_dir: P
     (instance,) = running_instances(aws).values()
     (association,) = instance["ElasticInferenceAcceleratorAssociations"]
     assert association["ElasticInferenceAcceleratorAssociationState"] == "associated"
+
+    # fleet list: the fleet as registered, its endpoint, and an hour of its host, accelerator, EI runtime
+    # endpoint in each of its zones and load balancer at list prices
+    (listed,) = fleet_list(aws).fleets
+    assert (listed.fleet, listed.backend, listed.region, listed.desired, listed.in_service, listed.warm) == (
+        "demo-eia", "eia", "us-east-1", 1, 1, 0)
+    assert listed.model == FleetModel(name="tiny-cnn", version="1")
+    endpoint = fleet_report(aws, result)["endpoint"]
+    assert listed.endpoint is not None
+    assert (listed.endpoint.url, listed.endpoint.dns_name, listed.endpoint.port) == (
+        endpoint["url"], endpoint["dns_name"], endpoint["port"])
+    (ei_endpoint,) = aws.client("ec2").describe_vpc_endpoints()["VpcEndpoints"]
+    zones = len(ei_endpoint["SubnetIds"])
+    prices = PRICES.regions["us-east-1"]
+    assert zones >= 2 and prices.interface_endpoint_az_hour and prices.load_balancer_hour
+    assert listed.cost.hourly_usd == pytest.approx(
+        prices.instances[instance["InstanceType"]] + prices.eia_accelerators["eia2.medium"]
+        + zones * prices.interface_endpoint_az_hour + prices.load_balancer_hour)
     assert fleet_report(aws, result)["instances"][0]["validation"]["requested_device"] == "eia"
 
 
@@ -237,6 +262,12 @@ def test_no_capacity_anywhere_moves_to_the_next_instance_type(aws: EmbeddedAws, 
     assert outcome["instance_type"] == "g6.xlarge"
     assert len(outcome["attempts"]) == 5  # g5.xlarge in each of the five zones offering it
     assert_only_in_service_instances_run(aws, "demo-gpu")
+    # fleet list prices the type the slot was launched as, not the spec's first
+    (listed,) = fleet_list(aws).fleets
+    prices = PRICES.regions["us-east-1"]
+    assert [(line.item, line.what, line.quantity) for line in listed.cost.lines] == [
+        ("instance", "g6.xlarge", 1), ("load_balancer", "application load balancer", 1)]
+    assert listed.cost.hourly_usd == pytest.approx(prices.instances["g6.xlarge"] + (prices.load_balancer_hour or 0))
 
 
 def test_quota_error_fails_fast_and_names_the_quota(aws: EmbeddedAws, launch_fleet: dict, faults: Faults) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
+from eiplane.cli.prices import PRICES
 from eiplane.executions import history, wait_for_execution
 from tests.conftest import ROOT
 
@@ -183,6 +184,20 @@ def test_readme_local_server_lines_run_as_written_without_aws_configuration(loca
     digest = report["artifact_manifest_sha256"][:12]
     serving_rows = [line for line in status.splitlines() if " in_service " in line]
     assert len(serving_rows) == 2 and all(" tiny-cnn 1 " in line and digest in line for line in serving_rows), status
+    # every fleet: its endpoint and two g5.xlarge and a load balancer for an hour at the table's list prices
+    listed_json = local_server["cwd"].parent / "fleets.json"
+    list_line = readme_line("eiplane fleet list").replace(" --endpoint-url", f" --json {listed_json} --endpoint-url")
+    listed = run_readme_line(local_server, list_line).stdout
+    prices = PRICES.regions["us-east-1"]
+    hourly = 2 * prices.instances["g5.xlarge"] + (prices.load_balancer_hour or 0)
+    (row,) = [line for line in listed.splitlines() if line.startswith("demo-gpu ")]
+    assert row.split() == ["demo-gpu", "gpu", "us-east-1", "tiny-cnn", "1", "2", "2", "0",
+                           f"{report['endpoint']['dns_name']}:80", f"${hourly:,.4f}"], listed
+    assert f"list prices as of {PRICES.as_of}" in listed
+    (fleet,) = json.loads(listed_json.read_text())["fleets"]
+    assert (fleet["desired"], fleet["in_service"], fleet["warm"], fleet["endpoint"]["url"]) == (
+        2, 2, 0, report["endpoint"]["url"])
+    assert fleet["cost"]["hourly_usd"] == pytest.approx(hourly)
     answered = run_readme_line(local_server, readme_line("eiplane invoke", "--endpoint-url")).stdout
     assert answered.startswith("HTTP 200 from http://127.0.0.1:") and '"outputs"' in answered, answered
 

@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from eiplane.aws import client, error_code
@@ -47,8 +48,12 @@ def save_prerequisites(fleet: str, record: dict[str, str], results: list[Prerequ
 def load_prerequisites(fleet: str) -> dict[str, Any] | None:
     """What the fleet's last prerequisites stage recorded (its VPC, groups, profile, load balancer)."""
     settings = get_settings()
-    item = client("dynamodb", settings.region).get_item(
-        TableName=settings.state_table, Key=fleet_key(fleet, "PREREQUISITES"), ConsistentRead=True).get("Item")
+    return read_prerequisites(client("dynamodb", settings.region), settings.state_table, fleet)
+
+
+def read_prerequisites(dynamodb: BaseClient, table: str, fleet: str) -> dict[str, Any] | None:
+    """load_prerequisites with the caller's client and table (the CLI reads a stack's table as the operator)."""
+    item = dynamodb.get_item(TableName=table, Key=fleet_key(fleet, "PREREQUISITES"), ConsistentRead=True).get("Item")
     return {k: plain(v) for k, v in item.items()} if item else None
 
 
@@ -100,6 +105,17 @@ def registered_fleets() -> list[str]:
     return sorted(names)
 
 
+def read_registrations(dynamodb: BaseClient, table: str) -> dict[str, dict[str, Any]]:
+    """Every registered fleet's record (spec, desired size, scaling fields), by name: one Query, every page."""
+    records = {}
+    for page in dynamodb.get_paginator("query").paginate(
+            TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": REGISTRY_PK}}):
+        for item in page["Items"]:
+            record = {k: plain(v) for k, v in item.items()}
+            records[record["sk"].removeprefix("FLEET#")] = record
+    return dict(sorted(records.items()))
+
+
 def update_registration(fleet: str, fields: dict[str, Any]) -> None:
     """Set scaling fields of a registered fleet (it must be registered)."""
     settings = get_settings()
@@ -136,10 +152,14 @@ def slot_key(index: int) -> str:
 def load_slots(fleet: str) -> dict[int, dict[str, Any]]:
     """Every slot record of the fleet, by index (one Query, every page)."""
     settings = get_settings()
-    dynamodb = client("dynamodb", settings.region)
+    return read_slots(client("dynamodb", settings.region), settings.state_table, fleet)
+
+
+def read_slots(dynamodb: BaseClient, table: str, fleet: str) -> dict[int, dict[str, Any]]:
+    """load_slots with the caller's client and table."""
     slots: dict[int, dict[str, Any]] = {}
     for page in dynamodb.get_paginator("query").paginate(
-            TableName=settings.state_table, ConsistentRead=True,
+            TableName=table, ConsistentRead=True,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :slot)",
             ExpressionAttributeValues={":pk": fleet_key(fleet, "")["pk"], ":slot": {"S": "SLOT#"}}):
         for item in page["Items"]:

@@ -5,6 +5,7 @@
   eiplane artifact validate DIR [--device cuda] [--precisions fp32,fp16,bf16]
   eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane] [--region R]
   eiplane fleet status NAME [--endpoint-url URL] [--stack-name eiplane] [--region R] [--json FILE]
+  eiplane fleet list [--endpoint-url URL] [--stack-name eiplane] [--region R] [--json [FILE]]
   eiplane invoke NAME --input REQUEST.json [--endpoint-url URL | --url URL]
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 from botocore import exceptions as boto_errors
 
-from eiplane.cli import commands
+from eiplane.cli import commands, fleet_list
 from eiplane.cli import serving as serving_commands
 from eiplane.errors import EiplaneError
 
@@ -74,8 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = fleet.add_parser("status", help="the fleet's endpoint, each slot's state, instance, target health and "
                                              "validation figures")
     invoke = sub.add_parser("invoke", help="one request through the fleet's endpoint: prints the outputs and the latency")
+    listing = fleet.add_parser("list", help="every fleet: backend, region, model, desired / in service / warm, "
+                                            "endpoint, estimated $ an hour at list prices")
     for command in (status, invoke):
         command.add_argument("name", help="the fleet's name")
+    for command in (status, invoke, listing):  # each reads the stack's state table
         where = command.add_mutually_exclusive_group()
         where.add_argument("--local", action="store_true", help="(refused: a --local embedded AWS has no fleet; "
                                                                "use `eiplane local up` and --endpoint-url)")
@@ -83,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--stack-name", help=STACK_HELP.format(what="the fleet state table"))
         command.add_argument("--region", help=REGION_HELP)
     status.add_argument("--json", help="also write the status as JSON here")
+    listing.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                         help="the list as JSON (README, The report): alone, on stdout instead of the table; "
+                              "with FILE, also written there")
+    listing.set_defaults(handler=fleet_list.fleet_list)
     status.set_defaults(handler=serving_commands.fleet_status)
     invoke.add_argument("--input", required=True, help='request body: {"inputs": [...]} (see README, model server)')
     invoke.add_argument("--url", help="send here instead of the fleet's endpoint (e.g. an instance, from inside the VPC)")

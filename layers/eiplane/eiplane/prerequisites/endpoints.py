@@ -18,7 +18,8 @@ from eiplane.models.prerequisites import Placement, SubnetPlacement
 from eiplane.models.spec import FleetSpec
 from eiplane.prerequisites.changes import Reconciler
 
-_GONE = {"deleted", "deleting", "rejected", "failed", "expired"}
+# An endpoint in one of these states is gone: it is not reused, and it bills no more.
+GONE_STATES = {"deleted", "deleting", "rejected", "failed", "expired"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def reconcile_endpoints(spec: FleetSpec, placement: Placement, endpoint_group: s
     ec2 = client("ec2", spec.region)
     existing = [e for e in paginate(ec2, "describe_vpc_endpoints", "VpcEndpoints",
                                     Filters=[{"Name": "vpc-id", "Values": [placement.vpc_id]}])
-                if e["State"].lower() not in _GONE]
+                if e["State"].lower() not in GONE_STATES]
     subnet_zone = _subnet_zones(ec2, existing, placement)
     ids = []
     for wanted in wanted_endpoints(spec, placement, ei_zones):
