@@ -210,7 +210,7 @@ class EmbeddedAws:
             self.iam = IamEnforcer(shared_evaluator(self.root), ACCOUNT_ID)
             self.instances.enforcer = self.iam
             self._exit.enter_context(self.iam.patched())
-            self.events = EventBus(ACCOUNT_ID, self.iam.service_allowed, self._publish)
+            self.events = EventBus(ACCOUNT_ID, self.iam.service_allowed, self._publish, self._topic_facts)
             self._exit.enter_context(status_changes(self.events.put))
             config = {"stepfunctions": {"execute_state_machine": True}}
             if self.server_port is None:
@@ -257,6 +257,22 @@ class EmbeddedAws:
         from moto.sns.models import sns_backends
 
         return str(sns_backends[ACCOUNT_ID][self.region].publish(message=message, arn=topic_arn))
+
+    def _topic_facts(self, topic_arn: str) -> tuple[dict[str, Any] | None, str | None, dict[str, Any] | None]:
+        """A topic's policy, its KMS key and that key's policy, as the account holds them now (an operator may have
+        changed them since the deploy)."""
+        attributes = self.client("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+        policy = json.loads(attributes["Policy"]) if attributes.get("Policy") else None
+        key_id = attributes.get("KmsMasterKeyId")
+        if not key_id:
+            return policy, None, None
+        kms = self.client("kms")
+        try:
+            key = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+            key_policy = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+        except kms.exceptions.NotFoundException:  # an AWS managed alias: its policy names no EventBridge
+            return policy, f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:{key_id}", None
+        return policy, str(key), key_policy
 
     def _instance_endpoint(self) -> str:
         """Where embedded instances' AWS CLI calls go: this server, or (in-process) a loopback
@@ -380,9 +396,7 @@ class EmbeddedAws:
             self.stack.outputs[name] = str(refs.resolve(output["Value"]))
 
     def _deploy_topics(self, template: dict[str, Any], refs: References) -> None:
-        """KMS keys and SNS topics (with the key each is encrypted under, which the embedded EventBridge checks)."""
-        assert self.events is not None
-        key_arns: dict[str, str] = {}
+        """KMS keys and SNS topics (the embedded EventBridge checks the topic's key policy when it publishes)."""
         for name, resource in resources_of_type(template, "AWS::KMS::Key").items():
             properties = refs.resolve(resource["Properties"])
             kms = self.client("kms")
@@ -392,8 +406,6 @@ class EmbeddedAws:
                 kms.enable_key_rotation(KeyId=key["KeyId"])
             refs.refs[name] = key["KeyId"]
             refs.attributes[f"{name}.Arn"] = key["Arn"]
-            key_arns[key["KeyId"]] = key_arns[key["Arn"]] = key["Arn"]
-            self.events.key_policies[key["Arn"]] = properties["KeyPolicy"]
         for name, resource in resources_of_type(template, "AWS::SNS::Topic").items():
             properties = refs.resolve(resource.get("Properties") or {})
             topic = str(properties.get("TopicName", f"{self.stack_name}-{name}"))
@@ -402,9 +414,6 @@ class EmbeddedAws:
             refs.refs[name] = arn
             refs.attributes[f"{name}.TopicName"] = topic
             refs.attributes[f"{name}.TopicArn"] = arn
-            key = properties.get("KmsMasterKeyId")
-            if key is not None:  # an alias (alias/aws/sns) has no key policy here: EventBridge may not use it
-                self.events.topic_keys[arn] = key_arns.get(str(key), f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:{key}")
 
     def _logging_configuration(self, arn: str, logging: dict[str, Any] | None) -> dict[str, Any] | None:
         """A state machine's Logging as CreateStateMachine takes it; refused, as Step Functions refuses it, if the
@@ -449,7 +458,6 @@ class EmbeddedAws:
             for topic in properties["Topics"]:
                 sns.set_topic_attributes(TopicArn=topic, AttributeName="Policy",
                                          AttributeValue=json.dumps(properties["PolicyDocument"]))
-                self.events.topic_policies[topic] = properties["PolicyDocument"]
         for name, resource in resources_of_type(template, "AWS::SNS::Subscription").items():
             properties = refs.resolve(resource["Properties"])
             refs.refs[name] = sns.subscribe(TopicArn=properties["TopicArn"], Protocol=properties["Protocol"],

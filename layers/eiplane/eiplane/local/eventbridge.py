@@ -225,6 +225,8 @@ class Delivery:
 Authorizer = Callable[[str, str, str, str, dict[str, Any] | None, dict[str, Any]], bool]
 # topic ARN, message text -> SNS message id
 Publisher = Callable[[str, str], str]
+# topic ARN -> (its policy, its KMS key's ARN or None, that key's policy), as the account holds them now
+TopicFacts = Callable[[str], tuple[dict[str, Any] | None, str | None, dict[str, Any] | None]]
 
 
 @dataclass
@@ -234,10 +236,8 @@ class EventBus:
     account: str
     authorize: Authorizer
     publish: Publisher
+    topic_facts: TopicFacts
     rules: list[Rule] = field(default_factory=list)
-    topic_policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # topic ARN -> its policy
-    topic_keys: dict[str, str] = field(default_factory=dict)  # topic ARN -> its KMS key's ARN
-    key_policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # key ARN -> its key policy
     deliveries: list[Delivery] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -269,12 +269,11 @@ class EventBus:
             self.deliveries.append(delivery)
 
     def _refusal(self, rule: Rule, topic_arn: str) -> str | None:
+        policy, key, key_policy = self.topic_facts(topic_arn)
         context = {"aws:SourceArn": rule.arn, "aws:SourceAccount": self.account}
-        if not self.authorize("events.amazonaws.com", "sns:Publish", topic_arn, "topic",
-                              self.topic_policies.get(topic_arn), context):
+        if not self.authorize("events.amazonaws.com", "sns:Publish", topic_arn, "topic", policy, context):
             return f"the policy of {topic_arn} does not let {rule.arn} publish"
-        key = self.topic_keys.get(topic_arn)
         if key is not None and not self.authorize("events.amazonaws.com", "kms:GenerateDataKey", key, "key",
-                                                  self.key_policies.get(key), context):
+                                                  key_policy, context):
             return f"the policy of {key} does not let events.amazonaws.com encrypt for {topic_arn}"
         return None
