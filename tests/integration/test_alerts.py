@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 
-from eiplane.local.engine import EmbeddedAws
+import pytest
+
+from eiplane.local.engine import EmbeddedAws, InvalidLoggingConfiguration
+from eiplane.local.template import load_template
 from tests.conftest import load_event
 from tests.integration.conftest import spec_for
 
@@ -52,8 +55,9 @@ def test_a_failed_execution_reaches_the_subscriber_with_its_error_and_a_succeede
     assert [d.error for d in aws.events.deliveries] == [None]
 
 
-def test_only_the_topic_and_key_policies_let_the_rule_publish(aws: EmbeddedAws) -> None:
-    """The template's policies are what lets EventBridge publish: narrowed, the alert is refused and recorded."""
+def test_the_templates_policies_are_what_lets_alerts_and_logs_flow(aws: EmbeddedAws) -> None:
+    """The topic's and the key's policies let EventBridge publish: narrowed, the alert is refused and recorded. The
+    state machine's role lets Step Functions deliver its logs: without one of those actions, creating it fails."""
     queue = subscribe_a_queue(aws)
     topic = aws.stack.outputs["AlertTopicArn"]
     sns, kms = aws.client("sns"), aws.client("kms")
@@ -76,3 +80,17 @@ def test_only_the_topic_and_key_policies_let_the_rule_publish(aws: EmbeddedAws) 
     assert aws.run(load_event("provision_fleet_invalid.json"), name="bad-2").status == "FAILED"
     assert received(aws, queue) == []
     assert "does not let events.amazonaws.com encrypt" in str(aws.events.deliveries[-1].error)
+
+    iam, role = aws.client("iam"), aws.roles["ProvisionFleetStateMachineRole"]
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        for statement in document["Statement"]:
+            if "logs:CreateLogDelivery" in statement.get("Action", []):
+                statement["Action"].remove("logs:CreateLogDelivery")
+                iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+    logging = load_template(aws.root / "template.yaml")["Resources"]["ProvisionFleetStateMachine"]["Properties"][
+        "Logging"]
+    arn = aws.state_machine_arn()
+    logging = {**logging, "Level": "ERROR", "Destinations": [{"CloudWatchLogsLogGroup": {"LogGroupArn": "arn"}}]}
+    with pytest.raises(InvalidLoggingConfiguration, match="not authorized to perform: logs:CreateLogDelivery"):
+        aws._logging_configuration(arn, logging)
