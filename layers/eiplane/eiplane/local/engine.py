@@ -29,7 +29,9 @@ from botocore.client import BaseClient
 
 from eiplane.executions import ExecutionResult, wait_for_execution
 from eiplane.local import moto_gaps
-from eiplane.local.iam.enforcer import IamEnforcer, role_session_key
+from eiplane.local.eventbridge import EventBus, Rule, event_matches, status_changes
+from eiplane.local.iam.catalogue import AuthRequest
+from eiplane.local.iam.enforcer import Denied, IamEnforcer, role_session_key
 from eiplane.local.iam.evaluator import PolicyEvaluator
 from eiplane.local.instances import EmbeddedInstances
 from eiplane.local.lambda_runtime import (
@@ -40,6 +42,7 @@ from eiplane.local.lambda_runtime import (
 )
 from eiplane.local.template import (
     References,
+    conditions,
     function_properties,
     load_template,
     load_yaml,
@@ -63,6 +66,18 @@ def function_credentials(function_name: str) -> dict[str, str]:
     digest = hashlib.sha256(function_name.encode()).hexdigest()[:16].upper()
     return {"AWS_ACCESS_KEY_ID": f"ASIA{digest}", "AWS_SECRET_ACCESS_KEY": "embedded",
             "AWS_SESSION_TOKEN": f"embedded-lambda/{function_name}"}
+
+
+# What Step Functions needs of a state machine's role to deliver its logs (Step Functions Developer Guide, "IAM
+# policies for logging to CloudWatch Logs"). Which of them each CreateStateMachine checks is not documented: the
+# embedded AWS checks all of them when it creates a state machine that logs.
+LOG_DELIVERY_ACTIONS = ("logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
+                        "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
+                        "logs:DescribeResourcePolicies", "logs:DescribeLogGroups")
+
+
+class InvalidLoggingConfiguration(Exception):
+    """CreateStateMachine's answer when the state machine's role may not deliver its logs."""
 
 
 _CLIENTS: dict[tuple[str, str, str | None, str | None], BaseClient] = {}
@@ -147,6 +162,8 @@ class EmbeddedAws:
         self._instance_server_lock = threading.Lock()
         self.iam: IamEnforcer | None = None
         self.roles: dict[str, str] = {}  # the role's logical id (SAM's transform) -> its name
+        # The template's AWS::Events::Rule resources and what they delivered (eiplane/local/eventbridge.py).
+        self.events: EventBus | None = None
         from eiplane.local.load_balancers import LoadBalancers
 
         def serving_address(instance_id: str, port: int) -> tuple[str, int] | None:
@@ -193,6 +210,8 @@ class EmbeddedAws:
             self.iam = IamEnforcer(shared_evaluator(self.root), ACCOUNT_ID)
             self.instances.enforcer = self.iam
             self._exit.enter_context(self.iam.patched())
+            self.events = EventBus(ACCOUNT_ID, self.iam.service_allowed, self._publish, self._topic_facts)
+            self._exit.enter_context(status_changes(self.events.put))
             config = {"stepfunctions": {"execute_state_machine": True}}
             if self.server_port is None:
                 self._exit.enter_context(mock_aws(config=config))  # type: ignore[call-overload]
@@ -233,6 +252,28 @@ class EmbeddedAws:
         self._exit.enter_context(_env("MOTO_PORT", str(self.server_port)))
         self._exit.enter_context(_env("AWS_ENDPOINT_URL", self.endpoint_url or ""))
 
+    def _publish(self, topic_arn: str, message: str) -> str:
+        """A message to a topic, published as an AWS service does (inside the account, no API call to authorise)."""
+        from moto.sns.models import sns_backends
+
+        return str(sns_backends[ACCOUNT_ID][self.region].publish(message=message, arn=topic_arn))
+
+    def _topic_facts(self, topic_arn: str) -> tuple[dict[str, Any] | None, str | None, dict[str, Any] | None]:
+        """A topic's policy, its KMS key and that key's policy, as the account holds them now (an operator may have
+        changed them since the deploy)."""
+        attributes = self.client("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+        policy = json.loads(attributes["Policy"]) if attributes.get("Policy") else None
+        key_id = attributes.get("KmsMasterKeyId")
+        if not key_id:
+            return policy, None, None
+        kms = self.client("kms")
+        try:
+            key = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+            key_policy = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+        except kms.exceptions.NotFoundException:  # an AWS managed alias: its policy names no EventBridge
+            return policy, f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:{key_id}", None
+        return policy, str(key), key_policy
+
     def _instance_endpoint(self) -> str:
         """Where embedded instances' AWS CLI calls go: this server, or (in-process) a loopback
         server of the same backends, started the first time an instance runs a command."""
@@ -266,9 +307,14 @@ class EmbeddedAws:
         })
         for name, parameter in template.get("Parameters", {}).items():
             refs.refs[name] = str(parameter.get("Default", ""))
+        # A resource whose Condition is false is not created, as CloudFormation does.
+        enabled = conditions(template, refs)
+        template["Resources"] = {name: resource for name, resource in template["Resources"].items()
+                                 if resource.get("Condition") is None or enabled[resource["Condition"]]}
         handled = {"AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Serverless::StateMachine",
                    "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::DynamoDB::Table", "AWS::Logs::LogGroup",
-                   "AWS::IAM::ManagedPolicy"}
+                   "AWS::IAM::ManagedPolicy", "AWS::KMS::Key", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy",
+                   "AWS::SNS::Subscription", "AWS::Events::Rule", "AWS::CloudWatch::Dashboard"}
 
         # The layer is this process's own eiplane package; the functions import it as on Lambda.
         for name in resources_of_type(template, "AWS::Serverless::LayerVersion"):
@@ -277,6 +323,7 @@ class EmbeddedAws:
             group = refs.resolve(resource["Properties"]["LogGroupName"])
             self.client("logs").create_log_group(logGroupName=group)
             refs.refs[name] = group
+            refs.attributes[f"{name}.Arn"] = f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{group}:*"
         for name, resource in resources_of_type(template, "AWS::S3::Bucket").items():
             bucket = f"{self.stack_name}-{name.lower()}-{ACCOUNT_ID}"
             deploy_bucket(self.client("s3"), bucket, resource.get("Properties", {}), self.region)
@@ -293,6 +340,7 @@ class EmbeddedAws:
                 PolicyName=properties.get("ManagedPolicyName", f"{self.stack_name}-{name}"),
                 Path=properties.get("Path", "/"), Description=properties.get("Description", ""),
                 PolicyDocument=json.dumps(properties["PolicyDocument"]))["Policy"]["Arn"]
+        self._deploy_topics(template, refs)
         for resource in resources_of_type(template, "AWS::S3::BucketPolicy").values():
             # Evaluated by the embedded AWS's IAM, with its conditions; not handed to moto, whose S3
             # applies a bucket policy's Deny without reading its conditions (the TLS-only Deny would
@@ -329,19 +377,96 @@ class EmbeddedAws:
             # YAML or JSON, as SAM takes it; Step Functions gets JSON.
             definition = json.dumps(load_yaml((self.root / properties["DefinitionUri"]).read_text()))
             substitutions = {k: str(refs.resolve(v)) for k, v in properties.get("DefinitionSubstitutions", {}).items()}
-            arn = self.client("stepfunctions").create_state_machine(
-                name=names[name], definition=substitute_definition(definition, substitutions),
-                roleArn=role_arns[owners[name]], type=properties.get("Type", "STANDARD"),
-            )["stateMachineArn"]
-            refs.refs[name] = arn
-            self.stack.state_machines[name] = arn
+            arn = refs.refs[name]
             assert self.iam is not None
             self.iam.add_role_principal(role_session_key("state-machine", arn), "state-machine", arn,
                                         self.roles[owners[name]], f"embedded-{names[name]}")
+            logging_configuration = self._logging_configuration(arn, refs.resolve(properties.get("Logging")))
+            arn = self.client("stepfunctions").create_state_machine(
+                name=names[name], definition=substitute_definition(definition, substitutions),
+                roleArn=role_arns[owners[name]], type=properties.get("Type", "STANDARD"),
+                **({"loggingConfiguration": logging_configuration} if logging_configuration else {}),
+            )["stateMachineArn"]
+            refs.refs[name] = arn
+            self.stack.state_machines[name] = arn
             self._event_sources(name, properties.get("Events", {}), refs, owners)
+        self._deploy_operations(template, refs)
         self.stack.skipped = [f"{n} ({r['Type']})" for n, r in template["Resources"].items() if r["Type"] not in handled]
         for name, output in template.get("Outputs", {}).items():
             self.stack.outputs[name] = str(refs.resolve(output["Value"]))
+
+    def _deploy_topics(self, template: dict[str, Any], refs: References) -> None:
+        """KMS keys and SNS topics (the embedded EventBridge checks the topic's key policy when it publishes)."""
+        for name, resource in resources_of_type(template, "AWS::KMS::Key").items():
+            properties = refs.resolve(resource["Properties"])
+            kms = self.client("kms")
+            key = kms.create_key(Description=properties.get("Description", ""),
+                                 Policy=json.dumps(properties["KeyPolicy"]))["KeyMetadata"]
+            if properties.get("EnableKeyRotation"):
+                kms.enable_key_rotation(KeyId=key["KeyId"])
+            refs.refs[name] = key["KeyId"]
+            refs.attributes[f"{name}.Arn"] = key["Arn"]
+        for name, resource in resources_of_type(template, "AWS::SNS::Topic").items():
+            properties = refs.resolve(resource.get("Properties") or {})
+            topic = str(properties.get("TopicName", f"{self.stack_name}-{name}"))
+            attributes = {key: str(properties[key]) for key in ("DisplayName", "KmsMasterKeyId") if key in properties}
+            arn = self.client("sns").create_topic(Name=topic, Attributes=attributes)["TopicArn"]
+            refs.refs[name] = arn
+            refs.attributes[f"{name}.TopicName"] = topic
+            refs.attributes[f"{name}.TopicArn"] = arn
+
+    def _logging_configuration(self, arn: str, logging: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A state machine's Logging as CreateStateMachine takes it; refused, as Step Functions refuses it, if the
+        machine's role may not deliver logs."""
+        if not logging:
+            return None
+        level = str(logging.get("Level", "OFF"))
+        assert self.iam is not None
+        principal = self.iam.principal(role_session_key("state-machine", arn), self.region)
+        if level != "OFF" and self.iam.enabled and principal is not None:
+            try:
+                self.iam.authorize("logs", "states:CreateStateMachine", principal,
+                                   [AuthRequest(action, "*", None) for action in LOG_DELIVERY_ACTIONS], self.region)
+            except Denied as denied:
+                raise InvalidLoggingConfiguration(
+                    f"The state machine IAM Role is not authorized to access the Log Destination ({arn}: "
+                    f"{denied.message})") from None
+        return {"level": level, "includeExecutionData": bool(logging.get("IncludeExecutionData", False)),
+                "destinations": [{"cloudWatchLogsLogGroup": {"logGroupArn": d["CloudWatchLogsLogGroup"]["LogGroupArn"]}}
+                                 for d in logging.get("Destinations") or []]}
+
+    def _deploy_operations(self, template: dict[str, Any], refs: References) -> None:
+        """What the on-call engineer has: the stack's EventBridge rules (delivered by eiplane/local/eventbridge.py),
+        topic policies and subscriptions, dashboards. After the state machines, whose ARNs they name."""
+        assert self.events is not None
+        events, sns = self.client("events"), self.client("sns")
+        for name, resource in resources_of_type(template, "AWS::Events::Rule").items():
+            properties = refs.resolve(resource["Properties"])
+            rule = str(properties.get("Name", f"{self.stack_name}-{name}"))[:64]
+            state = str(properties.get("State", "ENABLED"))
+            arn = events.put_rule(Name=rule, EventPattern=json.dumps(properties["EventPattern"]), State=state,
+                                  Description=properties.get("Description", ""))["RuleArn"]
+            targets = properties.get("Targets") or []
+            if targets:
+                events.put_targets(Rule=rule, Targets=targets)
+            refs.refs[name] = rule
+            refs.attributes[f"{name}.Arn"] = arn
+            self.events.rules.append(Rule(name, rule, arn, properties["EventPattern"], state == "ENABLED",
+                                          tuple(targets)))
+        for resource in resources_of_type(template, "AWS::SNS::TopicPolicy").values():
+            properties = refs.resolve(resource["Properties"])
+            for topic in properties["Topics"]:
+                sns.set_topic_attributes(TopicArn=topic, AttributeName="Policy",
+                                         AttributeValue=json.dumps(properties["PolicyDocument"]))
+        for name, resource in resources_of_type(template, "AWS::SNS::Subscription").items():
+            properties = refs.resolve(resource["Properties"])
+            refs.refs[name] = sns.subscribe(TopicArn=properties["TopicArn"], Protocol=properties["Protocol"],
+                                            Endpoint=properties["Endpoint"])["SubscriptionArn"]
+        for name, resource in resources_of_type(template, "AWS::CloudWatch::Dashboard").items():
+            properties = refs.resolve(resource["Properties"])
+            dashboard = str(properties.get("DashboardName", f"{self.stack_name}-{name}"))
+            self.client("cloudwatch").put_dashboard(DashboardName=dashboard, DashboardBody=properties["DashboardBody"])
+            refs.refs[name] = dashboard
 
     def _event_sources(self, machine: str, events: dict[str, Any], refs: References, owners: dict[str, str]) -> None:
         for event_name, event in events.items():
@@ -502,29 +627,6 @@ def _alarm_state(cloudwatch: BaseClient, alarm: dict[str, Any], at: datetime) ->
                "LessThanThreshold": float.__lt__, "LessThanOrEqualToThreshold": float.__le__}[alarm["ComparisonOperator"]]
     breaching = sum(compare(float(p[alarm["Statistic"]]), float(alarm["Threshold"])) for p in points)
     return "ALARM" if breaching >= int(alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])) else "OK"
-
-
-def event_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
-    """EventBridge pattern matching for what templates use: value lists and prefix filters, nested."""
-    for key, wanted in pattern.items():
-        if key not in event:
-            return False
-        value = event[key]
-        if isinstance(wanted, dict):
-            if not isinstance(value, dict) or not event_matches(wanted, value):
-                return False
-            continue
-        if not any(_value_matches(option, value) for option in wanted):
-            return False
-    return True
-
-
-def _value_matches(option: Any, value: Any) -> bool:
-    if isinstance(option, dict):
-        if "prefix" in option:
-            return isinstance(value, str) and value.startswith(option["prefix"])
-        raise ValueError(f"event pattern filter {option} is not supported by the embedded AWS")
-    return bool(option == value)
 
 
 # --- the account the embedded AWS starts as -----------------------------------------------

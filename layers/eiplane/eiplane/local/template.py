@@ -118,6 +118,35 @@ def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str,
     return {name: r for name, r in template["Resources"].items() if r["Type"] == resource_type}
 
 
+def conditions(template: dict[str, Any], refs: References) -> dict[str, bool]:
+    """The template's Conditions, evaluated as CloudFormation does (Fn::Equals, Fn::Not, Fn::And, Fn::Or,
+    Condition) with the parameters' values in `refs`."""
+    definitions = template.get("Conditions") or {}
+    values: dict[str, bool] = {}
+
+    def evaluate(value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Condition":
+                return named(arg)
+            if key == "Fn::Equals":
+                return evaluate(arg[0]) == evaluate(arg[1])
+            if key == "Fn::Not":
+                return not evaluate(arg[0])
+            if key == "Fn::And":
+                return all(evaluate(a) for a in arg)
+            if key == "Fn::Or":
+                return any(evaluate(a) for a in arg)
+        return refs.resolve(value)
+
+    def named(name: str) -> bool:
+        if name not in values:
+            values[name] = bool(evaluate(definitions[name]))
+        return values[name]
+
+    return {name: named(name) for name in definitions}
+
+
 def function_properties(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
     """A function's properties with SAM Globals merged in, as SAM merges them: maps merge,
     lists are added to (Globals first), scalars are replaced."""

@@ -58,7 +58,7 @@ GLOBAL_CONTEXT = {"aws:SecureTransport": "true"}
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # function | state-machine | instance
+    kind: str  # function | state-machine | rule | instance | service (an AWS service's own principal)
     name: str  # the function's name, the state machine's ARN, the instance id
     role_name: str | None  # None: an instance with no instance profile (it has no credentials)
     arn: str  # the assumed-role session ARN its calls are made as
@@ -238,6 +238,17 @@ class IamEnforcer:
             principal=principal.arn, account=self.account, action=request.action, resource=request.resource,
             resource_type=request.resource_type, context=context, identity=identity, boundary=boundary,
             resource_policy=resource_policy)
+
+    def service_allowed(self, service: str, action: str, resource: str, resource_type: str,
+                        resource_policy: dict[str, Any] | None, context: dict[str, Any]) -> bool:
+        """For what an AWS service does as its service principal (EventBridge publishing to a topic): allowed only by
+        the resource's own policy. Not in `records`, which hold the stack's principals' calls."""
+        if not self.enabled:
+            return True
+        principal = Principal("service", service, None, service)
+        decision = self.evaluate(principal, AuthRequest(action, resource, resource_type),
+                                 {**GLOBAL_CONTEXT, **context}, [], None, resource_policy)
+        return decision.allowed
 
     def allowed(self, principal: Principal, operation: str, requests: list[AuthRequest], region: str) -> bool:
         """For calls the embedded AWS makes on a principal's behalf (the SSM agent's own)."""
