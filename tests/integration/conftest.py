@@ -193,6 +193,34 @@ def spec_for(backend: str, desired: int = 0, **overrides: Any) -> dict[str, Any]
     return spec
 
 
+def artifact_as_version(source: Path, into: Path, version: str) -> Path:
+    """The same packed model as another version (its manifest names the version: another digest)."""
+    import shutil
+
+    from eiplane.artifacts.manifest import load_manifest, write_manifest
+
+    target = into / f"{source.name}-as-{version}"
+    shutil.copytree(source, target)
+    write_manifest(load_manifest(target).model_copy(update={"version": version}), target)
+    return target
+
+
+def failing_artifact(source: Path, into: Path, version: str) -> Path:
+    """A version whose golden outputs are not what its model computes: its validation fails (parity)."""
+    import torch
+
+    from eiplane.artifacts.manifest import load_manifest, sha256_file, write_manifest
+
+    target = artifact_as_version(source, into, version)
+    examples = torch.load(target / "examples.pt", weights_only=True)
+    examples["outputs"] = [t * 1.5 for t in examples["outputs"]]
+    torch.save(examples, target / "examples.pt")
+    manifest = load_manifest(target)
+    write_manifest(manifest.model_copy(update={"files": {**manifest.files,
+                                                          "examples.pt": sha256_file(target / "examples.pt")}}), target)
+    return target
+
+
 def outcomes(aws: EmbeddedAws, result: ExecutionResult) -> dict[tuple[str, str], str]:
     return {(p["kind"], p["name"]): p["outcome"] for p in fleet_report(aws, result)["prerequisites"]}
 

@@ -144,4 +144,9 @@ def test_demo_creates_then_finds_everything_with_zero_mutating_calls(tmp_path: P
     assert [r["report"]["backend"]["type"] for r in first["fleets"]] == ["eia", "gpu", "inferentia"]
     assert all(r["report"]["summary"]["created"] > 0 for r in first["fleets"])
     assert all({p["outcome"] for p in r["report"]["prerequisites"]} == {"found"} for r in second["fleets"])
+    # the gpu fleet rolled to tiny-cnn 2 while requests flowed, none of them failing
+    rollout = report["rollout"]
+    assert (rollout["version_before"], rollout["version_after"], rollout["requests_failed"]) == (
+        "tiny-cnn:1", "tiny-cnn:2", 0)
+    assert rollout["requests"] > 0 and rollout["states"][-1] == "RolloutSucceeded"
     assert "OK" in capsys.readouterr().out

@@ -28,7 +28,16 @@ from eiplane.local.engine import EmbeddedAws, function_credentials
 from eiplane.local.iam.enforcer import Record
 from eiplane.local.lambda_runtime import clear_handler_hooks
 from tests.conftest import load_event
-from tests.integration.conftest import Faults, break_the_balancer, kill_server, private_vpc, publish_a_minute, spec_for
+from tests.integration.conftest import (
+    Faults,
+    _in_function,
+    artifact_as_version,
+    break_the_balancer,
+    kill_server,
+    private_vpc,
+    publish_a_minute,
+    spec_for,
+)
 from tests.integration.test_capacity_matching import (
     START,
     fleet_capacity,
@@ -68,7 +77,7 @@ def tick_event(fleet: str, plan: dict[str, Any], **extra: Any) -> dict[str, Any]
         "launching": 0, **plan}, **extra}
 
 
-def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> None:
+def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path, tmp_path: Path) -> None:
     iam, ec2 = aws.client("iam"), aws.client("ec2")
     bucket = aws.stack.outputs["ArtifactsBucketName"]
     # Prerequisites and their repairs: a profile holding another role, an endpoint of eiplane's missing its
@@ -184,10 +193,32 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path) -> No
     aws.clock.advance(120)  # the balancer's health checks run and fail
     replaced = outcome(tick(aws, START + timedelta(minutes=200), "tick-replace"))
     assert replaced["action"] == "replace" and aws.wait(replaced["execution_arn"]).status == "SUCCEEDED"
+    # A rollout to version 2 (its bake reads the balancer's metrics and the alarm the spec names), then one to
+    # version 3 rolled back while its batch still runs: the batch is stopped, its instance on its way terminated.
+    for version in ("2", "3"):
+        push(aws.client("s3"), bucket, f"fleets/demo-gpu/models/tiny-cnn/{version}/",
+             artifact_as_version(artifact, tmp_path, version))
+    rollout = {**nopool, "model": {"name": "tiny-cnn", "version": "2"},
+               "rollout": {"bake_seconds": 30, "alarms": ["eiplane-test-guardrail"]}}
+    missing = aws.run({**rollout, "model": {"name": "tiny-cnn", "version": "9"}}, name="rollout-9",
+                      logical_id="RolloutFleetStateMachine")
+    assert missing.error == "ArtifactNotFound"  # (a 404, not a 403: the bucket may be listed)
+    assert aws.run(rollout, name="rollout-2", logical_id="RolloutFleetStateMachine").status == "SUCCEEDED"
+
+    def batch_instance_on_its_way(_: dict[str, Any]) -> bool:
+        return _in_function("AwaitRolloutBatchFunction") and any(
+            r["state"] in ("registered", "artifact_verified", "validated") and "-rollout-" in str(r.get("execution"))
+            for r in slot_records(aws, "demo-gpu").values())
+
+    faults.fail("stepfunctions", "DescribeExecution", "AccessDeniedException", when=batch_instance_on_its_way)
+    rolled_back = aws.run({**rollout, "model": {"name": "tiny-cnn", "version": "3"}}, name="rollout-3",
+                          logical_id="RolloutFleetStateMachine")
+    assert rolled_back.error == "RolledBack" and "AwsAccessDenied" in str(rolled_back.cause)
+    clear_handler_hooks()
     agent = next(o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=bucket, Prefix="fleets/demo-gpu/agent/")[
         "Contents"])
     aws.client("s3").put_object(Bucket=bucket, Key=agent, Body=b"print('not the agent')\n")
-    assert aws.run({**nopool, "capacity": {"min": 0, "desired": 2, "max": 2}}, name="gpu-8").error == "FleetIncomplete"
+    assert aws.run({**rollout, "capacity": {"min": 0, "desired": 2, "max": 2}}, name="gpu-8").error == "FleetIncomplete"
     # A summary that meets a slot another execution had on its way, now finished.
     set_slot(aws, "demo-eia", 0, state="registered", execution=FINISHED)
     summary = load_event("summarize_fleet.json")  # demo-eia's
@@ -258,8 +289,8 @@ def unneeded_actions(aws: EmbeddedAws) -> list[str]:
 
 
 def test_every_granted_action_is_needed_by_a_call_the_flows_make(aws: EmbeddedAws, faults: Faults,
-                                                                  torchscript_artifact: Path) -> None:
-    _exercise_everything(aws, faults, torchscript_artifact)
+                                                                  torchscript_artifact: Path, tmp_path: Path) -> None:
+    _exercise_everything(aws, faults, torchscript_artifact, tmp_path)
     assert aws.iam is not None
     kinds = {r.principal.kind for r in aws.iam.records}
     assert kinds == {"function", "state-machine", "rule", "instance"}

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,11 +18,11 @@ from typing import Any
 import pytest
 
 from eiplane.cli.demo_capacity import write_clock
-from eiplane.cli.traffic import OpenLoopClient, Outcome
+from eiplane.cli.traffic import Traffic, steady_traffic
 from eiplane.executions import ExecutionResult
 from eiplane.local.engine import EmbeddedAws
 from eiplane.local.lambda_runtime import add_handler_hook, clear_handler_hooks
-from tests.integration.conftest import INSTANCE_CLOCK_START, REGION, Faults
+from tests.integration.conftest import INSTANCE_CLOCK_START, REGION, Faults, artifact_as_version, failing_artifact
 from tests.integration.test_launch import fleet_spec, push_artifact, running_instances, slot_records
 from tests.integration.test_serving import REQUEST, endpoint, in_service_instances, target_states
 
@@ -42,32 +40,6 @@ def spec_of(version: str, **rollout: Any) -> dict[str, Any]:
     return spec
 
 
-def copy_artifact(source: Path, into: Path, version: str) -> Path:
-    """The same model packed as another version (its manifest names the version: another digest)."""
-    from eiplane.artifacts.manifest import load_manifest, write_manifest
-
-    target = into / f"tiny-cnn-{version}"
-    shutil.copytree(source, target)
-    write_manifest(load_manifest(target).model_copy(update={"version": version}), target)
-    return target
-
-
-def failing_artifact(source: Path, into: Path, version: str) -> Path:
-    """A version whose golden outputs are not what its model computes: its validation fails."""
-    import torch
-
-    from eiplane.artifacts.manifest import load_manifest, sha256_file, write_manifest
-
-    target = copy_artifact(source, into, version)
-    examples = torch.load(target / "examples.pt", weights_only=True)
-    examples["outputs"] = [t * 1.5 for t in examples["outputs"]]
-    torch.save(examples, target / "examples.pt")
-    manifest = load_manifest(target)
-    write_manifest(manifest.model_copy(update={"files": {**manifest.files,
-                                                          "examples.pt": sha256_file(target / "examples.pt")}}), target)
-    return target
-
-
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory: pytest.TempPathFactory, torchscript_artifact: Path) -> Iterator[EmbeddedAws]:
     """The module's embedded AWS with fleet demo-gpu serving version 1 on two instances, and the
@@ -81,7 +53,7 @@ def aws(tmp_path_factory: pytest.TempPathFactory, torchscript_artifact: Path) ->
         engine.load_balancers.publish_as_clock_moves = lambda: datetime.now(UTC)
         push_artifact(engine, FLEET, torchscript_artifact, version="1")
         for version in ("2", "4", "5"):
-            push_artifact(engine, FLEET, copy_artifact(torchscript_artifact, tmp, version), version=version)
+            push_artifact(engine, FLEET, artifact_as_version(torchscript_artifact, tmp, version), version=version)
         push_artifact(engine, FLEET, failing_artifact(torchscript_artifact, tmp, "3"), version="3")
         result = engine.run(spec_of("1"), name="provision-v1")
         assert result.status == "SUCCEEDED", result.cause
@@ -95,36 +67,9 @@ def _no_faults_left(aws: EmbeddedAws) -> Iterator[None]:
     aws.load_balancers.target_fault = None
 
 
-@contextlib.contextmanager
-def steady_traffic(aws: EmbeddedAws) -> Iterator[list[Outcome]]:
-    """40 requests a second through the fleet's endpoint until the block ends (and one more batch has
-    been answered after it); yields the list the outcomes end up in."""
-    client = OpenLoopClient(endpoint(aws, FLEET), json.dumps(REQUEST).encode(), workers=16)
-    stop = threading.Event()
-    answered = threading.Semaphore(0)
-    outcomes: list[Outcome] = []
-
-    def steady() -> None:
-        minute = 0
-        while not stop.is_set():
-            for future in client.send_minute(minute, 10, 0.25):
-                future.result()
-            answered.release()
-            minute += 1
-
-    sender = threading.Thread(target=steady)
-    sender.start()
-    try:
-        assert answered.acquire(timeout=120), "the first requests were not answered"
-        yield outcomes
-        while answered.acquire(blocking=False):
-            pass
-        assert answered.acquire(timeout=120), "no request answered after the rollout"
-    finally:
-        stop.set()
-        sender.join()
-        client.close()
-    outcomes.extend(client.traffic.outcomes)
+def steady(aws: EmbeddedAws) -> contextlib.AbstractContextManager[Traffic]:
+    """40 requests a second through the fleet's endpoint while the block runs."""
+    return steady_traffic(endpoint(aws, FLEET), json.dumps(REQUEST).encode())
 
 
 def states_entered(result: ExecutionResult) -> list[str]:
@@ -170,7 +115,7 @@ def healthy_floor_tracker(aws: EmbeddedAws) -> list[int]:
 def test_a_rollout_under_steady_traffic_replaces_every_instance_with_no_failed_request(aws: EmbeddedAws) -> None:
     before = serving_versions(aws)
     assert sorted(before.values()) == ["1", "1"]
-    with steady_traffic(aws) as outcomes:
+    with steady(aws) as traffic:
         result = aws.run(spec_of("2"), name="rollout-v2", logical_id=ROLLOUT)
     assert result.status == "SUCCEEDED", result.cause
     assert result.output["outcome"] == "succeeded"
@@ -182,7 +127,7 @@ def test_a_rollout_under_steady_traffic_replaces_every_instance_with_no_failed_r
     assert "TakeOutFirst" not in entered and "RollBack" not in entered  # max_surge 1: beside the old ones
     assert entered[-1] == "RolloutSucceeded"
     # every request answered, while the old instances drained and the new ones came in
-    assert len(outcomes) > 40 and [o for o in outcomes if not o.ok] == []
+    assert len(traffic.outcomes) > 40 and [o for o in traffic.outcomes if not o.ok] == []
     after = serving_versions(aws)
     assert sorted(after.values()) == ["2", "2"] and not set(after) & set(before)
     assert not set(before) & set(running_instances(aws))  # the old ones terminated, not left running
@@ -227,14 +172,14 @@ def test_a_guardrail_that_fires_during_the_bake_rolls_back(aws: EmbeddedAws) -> 
         return 500 if versions[instance_id] == "4" else None
 
     aws.load_balancers.target_fault = version_4_fails
-    with steady_traffic(aws) as outcomes:
+    with steady(aws) as traffic:
         # (a longer bake: twenty checks, each seeing the 5xx served since the bake started)
         result = aws.run(spec_of("4", bake_seconds=600), name="rollout-v4", logical_id=ROLLOUT)
     assert (result.status, result.error) == ("FAILED", "RolledBack")
     assert "GuardrailFired" in str(result.cause) and "answered 5xx" in str(result.cause)
     entered = states_entered(result)
     assert "CheckGuardrails" in entered and "RetireOld" not in entered  # fired in the first batch's bake
-    assert [o for o in outcomes if not o.ok], "version 4 answered 5xx while it was in service"
+    assert [o for o in traffic.outcomes if not o.ok], "version 4 answered 5xx while it was in service"
     assert serving_versions(aws) == before
     assert set(running_instances(aws)) == set(before)  # version 4's instance drained and terminated
     assert registered_version(aws) == ("2", 2) and lease_holder(aws) is None
@@ -242,13 +187,13 @@ def test_a_guardrail_that_fires_during_the_bake_rolls_back(aws: EmbeddedAws) -> 
 
 def test_max_surge_0_replaces_the_fleet_without_going_below_min_healthy(aws: EmbeddedAws) -> None:
     floor = healthy_floor_tracker(aws)
-    with steady_traffic(aws) as outcomes:
+    with steady(aws) as traffic:
         result = aws.run(spec_of("5", max_surge=0, min_healthy_percent=50), name="rollout-v5", logical_id=ROLLOUT)
     assert result.status == "SUCCEEDED", result.cause
     entered = states_entered(result)
     assert entered.count("TakeOutFirst") == 2  # an old instance out first, one batch at a time
     assert floor and min(floor) == 1  # one of two (50%) served throughout, never none
-    assert [o for o in outcomes if not o.ok] == []
+    assert [o for o in traffic.outcomes if not o.ok] == []
     assert sorted(serving_versions(aws).values()) == ["5", "5"]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from eiplane.cli.traffic import OpenLoopClient, post
+from eiplane.cli.traffic import post, steady_traffic
 from eiplane.local.engine import EmbeddedAws
 from eiplane.local.instances import instance_credentials
 from tests.integration.conftest import Faults, kill_server, publish_a_minute
@@ -102,33 +101,11 @@ def check_the_endpoint_answers_and_a_wrong_request_gets_400_with_its_reason(aws:
 def test_scale_in_under_steady_traffic_drops_no_request(aws: EmbeddedAws, serving: dict) -> None:
     before = in_service_instances(aws)
     put_demand(aws, START, [0.1] * 40)  # a quiet forty minutes: one instance is enough
-    client = OpenLoopClient(endpoint(aws), json.dumps(REQUEST).encode(), workers=16)
-    stop = threading.Event()
-    sent = threading.Semaphore(0)  # released as each quarter second's requests have all been answered
-
-    def steady() -> None:
-        minute = 0
-        while not stop.is_set():
-            for future in client.send_minute(minute, 10, 0.25):  # 40 requests a second, open loop
-                future.result()
-            sent.release()
-            minute += 1
-
-    sender = threading.Thread(target=steady)
-    sender.start()
-    try:
-        # Traffic flows before the tick starts and goes on until one more batch is answered after it ended.
-        assert sent.acquire(timeout=120), "the first requests were not answered"
+    with steady_traffic(endpoint(aws), json.dumps(REQUEST).encode()) as traffic:
+        # traffic flows before the tick starts and goes on until one more batch is answered after it ended
         decision = outcome(tick(aws, START + timedelta(minutes=40), "tick-quiet"))
-        while sent.acquire(blocking=False):
-            pass  # batches answered while the tick ran
-        assert sent.acquire(timeout=120), "no request answered after the scale-in"
-    finally:
-        stop.set()
-        sender.join()
-        client.close()
     assert decision["action"] == "scale_in" and decision["drained"]
-    outcomes = client.traffic.outcomes
+    outcomes = traffic.outcomes
     assert len({o.minute for o in outcomes}) >= 2, "traffic flowed before and after the scale-in"
     assert [o for o in outcomes if not o.ok] == []
     after = in_service_instances(aws)

@@ -96,6 +96,12 @@ ALLOWED: dict[tuple[str, str, str], Allowance] = {
         (frozenset({"states:DescribeExecution"}), _EXPRESS),
     ("DrainSlotsFunctionRole", "NeverTouchASlotBeingValidated", "RESOURCE_MISMATCH"):
         (frozenset({"states:DescribeExecution"}), _EXPRESS),
+    ("StartRolloutFunctionRole", "SeeWhetherExecutionsRun", "RESOURCE_MISMATCH"):
+        (frozenset({"states:DescribeExecution"}), _EXPRESS),
+    ("DrainRolloutSlotsFunctionRole", "SeeWhetherExecutionsRun", "RESOURCE_MISMATCH"):
+        (frozenset({"states:DescribeExecution"}), _EXPRESS),
+    ("AwaitRolloutBatchFunctionRole", "FollowTheBatch", "RESOURCE_MISMATCH"):
+        (frozenset({"states:DescribeExecution"}), _EXPRESS),
     ("EnsureLoadBalancerFunctionRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
         (frozenset({"iam:CreateServiceLinkedRole"}),
          "An account's first load balancer makes ELB create its service-linked role on the caller's authority; the "
@@ -130,6 +136,8 @@ ALLOWED: dict[tuple[str, str, str], Allowance] = {
     ("ProvisionFleetStateMachineRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
         (frozenset({"logs:PutResourcePolicy"}), _LOG_DELIVERY),
     ("MatchCapacityStateMachineRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
+        (frozenset({"logs:PutResourcePolicy"}), _LOG_DELIVERY),
+    ("RolloutFleetStateMachineRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
         (frozenset({"logs:PutResourcePolicy"}), _LOG_DELIVERY),
     ("LaunchInstanceFunctionRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
         (frozenset({"iam:PassRole"}),

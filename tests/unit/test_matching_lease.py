@@ -65,3 +65,12 @@ def test_the_lease_outlives_the_longest_drain_it_guards() -> None:
     """serving.deregistration_delay_s may be 3600: a 900 s lease would expire while the tick waits out the drain."""
     assert lease.term_seconds(900, 3600) > 3600 + 600
     assert lease.term_seconds(900, 0) == 900
+
+
+def test_a_lease_is_taken_over_only_from_the_owner_named_as_dead() -> None:
+    assert lease.acquire("fleet-a", "rollout-1", ttl_s=5400, now=1000)
+    assert not lease.take_over("fleet-a", "rollout-2", dead_owner="someone-else", ttl_s=5400, now=1100)
+    assert lease.take_over("fleet-a", "rollout-2", dead_owner="rollout-1", ttl_s=5400, now=1100)
+    # taken: the dead owner's name no longer matches, so a second taker racing the first gets nothing
+    assert not lease.take_over("fleet-a", "rollout-3", dead_owner="rollout-1", ttl_s=5400, now=1100)
+    assert not lease.acquire("fleet-a", "tick-1", ttl_s=300, now=1200)

@@ -103,6 +103,8 @@ def test_full_valid_spec_round_trips() -> None:
                  "health_check": {"interval_s": 15, "timeout_s": 6, "healthy_threshold": 3, "unhealthy_threshold": 4},
                  "deregistration_delay_s": 120, "healthy_deadline_s": 900, "max_batch_size": 16,
                  "max_queue_delay_ms": 2.5, "max_queue": 128, "latency_p99_ms": 250.0},
+        rollout={"batch_percent": 25, "max_surge": 0, "min_healthy_percent": 75, "bake_seconds": 600,
+                 "max_5xx_percent": 0.5, "alarms": ["model-errors"]},
         tags={"team": "ml", "cost-center": "a1 b2/c=3+d@e.f:g_h"},
         dry_run=True,
     )
@@ -715,3 +717,11 @@ def test_a_certificate_makes_the_listener_https_on_443_and_must_be_of_the_region
 def test_the_serving_port_may_not_be_one_the_instance_uses() -> None:
     assert only_problem(raw(serving={"port": 25888})) == (
         "serving.port: 25888 is reserved on the instances (22, 25888)")
+
+
+def test_a_rollout_that_could_never_take_an_instance_out_is_refused() -> None:
+    problem = only_problem(raw(rollout={"max_surge": 0}))  # min_healthy_percent 100 by default
+    assert problem.startswith("rollout: ") and "min_healthy_percent" in problem
+    assert parse_fleet_spec(raw(rollout={"max_surge": 0, "min_healthy_percent": 50})).rollout.max_surge == 0
+    assert "batch_percent" in only_problem(raw(rollout={"batch_percent": 0}))
+    assert "alarms" in only_problem(raw(rollout={"alarms": ["bad\nname"]}))

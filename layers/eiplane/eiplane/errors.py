@@ -225,6 +225,11 @@ class BatchFailed(EiplaneError):
     failed validation, no capacity, never healthy): the rollout rolls back."""
 
 
+class RolledBack(EiplaneError):
+    """RolloutFleet's end when it did not roll out (its Fail state): the cause says what rolled it back
+    (BatchFailed, GuardrailFired, RolloutBlocked, or a step's error) and which version serves at what size."""
+
+
 class GuardrailFired(EiplaneError):
     """During a batch's bake the target group's 5xx rate or p99 latency went beyond the spec's limits,
     or an alarm the spec names went into ALARM: the rollout rolls back."""

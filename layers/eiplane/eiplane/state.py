@@ -208,20 +208,19 @@ def load_rollout(fleet: str) -> dict[str, Any] | None:
     return {k: plain(v) for k, v in item.items()} if item else None
 
 
-def begin_rollout(fleet: str, execution_id: str, fields: dict[str, Any]) -> bool:
-    """Write a new rollout record unless another rollout is active (False then): conditional, so two
-    rollouts started at once cannot both take the fleet."""
+def begin_rollout(fleet: str, execution_id: str, fields: dict[str, Any], replacing: str | None) -> bool:
+    """Write a new rollout record over the one read before (`replacing`: its execution, which has ended),
+    or where there was none; False if another rollout wrote one meanwhile (two rollouts started at once
+    cannot both take the fleet)."""
     settings = get_settings()
     item = {**fleet_key(fleet, ROLLOUT), **{k: _attribute(v) for k, v in fields.items() if v is not None},
             "execution": {"S": execution_id}, "updated_at": {"S": now()}}
     try:
         client("dynamodb", settings.region).put_item(
             TableName=settings.state_table, Item=item,
-            ConditionExpression="attribute_not_exists(pk) OR NOT #status IN (:running, :rolling_back) "
-                                "OR #execution = :own",
-            ExpressionAttributeNames={"#status": "status", "#execution": "execution"},
-            ExpressionAttributeValues={":running": {"S": "running"}, ":rolling_back": {"S": "rolling_back"},
-                                       ":own": {"S": execution_id}})
+            ConditionExpression="attribute_not_exists(pk)" if replacing is None else "#execution = :replacing",
+            **({} if replacing is None else {"ExpressionAttributeNames": {"#execution": "execution"},
+                                             "ExpressionAttributeValues": {":replacing": {"S": replacing}}}))
     except ClientError as exc:
         if error_code(exc) == "ConditionalCheckFailedException":
             return False

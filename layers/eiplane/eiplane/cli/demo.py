@@ -20,6 +20,7 @@ from botocore.client import BaseClient
 from eiplane.artifacts.push import push
 from eiplane.cli.commands import LOCAL_POLL_S, execution_name, write_json
 from eiplane.cli.demo_capacity import START, run_capacity_demo, write_clock
+from eiplane.cli.demo_rollout import run_rollout_demo
 from eiplane.cli.progress import follow, full_report, print_plan, print_report
 from eiplane.local.engine import EmbeddedAws, find_project_root
 from eiplane.naming import model_prefix
@@ -63,11 +64,11 @@ def inventory(aws: EmbeddedAws) -> dict[str, list[str]]:
     }
 
 
-def pack_demo_model(out_dir: Path) -> Any:
+def pack_demo_model(out_dir: Path, version: str = "1") -> Any:
     from eiplane.artifacts.demo_model import tiny_cnn
     from eiplane.artifacts.pack import pack
 
-    return pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="1", out_dir=out_dir, batch_sizes=(1, 8, 32),
+    return pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version=version, out_dir=out_dir, batch_sizes=(1, 8, 32),
                 target="gpu")
 
 
@@ -82,7 +83,9 @@ def run_demo(report_path: str | None = None) -> int:
         # validation (which varies run to run), so the capacity demo is the same everywhere.
         # The eia and inferentia fleets have no instances here: capacity matching leaves them be.
         spec["scaling"] = {"capacity_per_instance_rps": DEMO_CAPACITY_RPS, "enabled": backend == "gpu"}
-        spec["serving"] = {"deregistration_delay_s": DEMO_DRAIN_SECONDS}
+        # A loose latency objective: the rollout's p99 guardrail must judge the version, not how busy this
+        # machine is (make test runs the demo beside other tests); capacity is set above, not measured.
+        spec["serving"] = {"deregistration_delay_s": DEMO_DRAIN_SECONDS, "latency_p99_ms": 2000}
     artifact_dir = root / "out" / "artifacts" / "tiny-cnn-1"
     manifest = pack_demo_model(artifact_dir)
     print(f"packed tiny-cnn 1 into {artifact_dir.relative_to(root)}: "
@@ -133,6 +136,7 @@ def run_demo(report_path: str | None = None) -> int:
             passes.append({"pass": number, "fleets": runs})
         snapshots.append(inventory(aws))
         capacity = run_capacity_demo(aws, "demo-gpu", root / "out", clock_file)
+        rollout = run_rollout_demo(aws, "demo-gpu", pack_demo_model, root / "out")
 
     second = passes[1]["fleets"]
     gpu_first = next(r["report"] for r in passes[0]["fleets"] if r["report"] and r["report"]["backend"]["type"] == "gpu")
@@ -153,13 +157,16 @@ def run_demo(report_path: str | None = None) -> int:
         "capacity_only_in_service_instances_run": capacity["summary"]["only_in_service_running"],
         "serving_requests_failed": capacity["serving"]["requests_failed"],
         "serving_failed_during_scale_in": capacity["serving"]["failed_during_scale_in"],
+        "rollout_succeeded": rollout["status"] == "SUCCEEDED" and rollout["version_after"] == "tiny-cnn:2",
+        "rollout_requests_failed": rollout["requests_failed"],
     }
     ok = (checks["every_execution_succeeded"] and checks["second_run_all_found"]
           and checks["second_run_mutating_calls"] == 0 and checks["second_run_inventory_unchanged"]
           and checks["gpu_instances_in_service"] == checks["gpu_instances_validated"] == DEMO_DESIRED["gpu"]
           and checks["second_run_same_instances"] and checks["capacity_scaled_out"] and checks["capacity_scaled_in"]
           and checks["capacity_only_in_service_instances_run"]
-          and checks["serving_requests_failed"] == 0 and checks["serving_failed_during_scale_in"] == 0)
+          and checks["serving_requests_failed"] == 0 and checks["serving_failed_during_scale_in"] == 0
+          and checks["rollout_succeeded"] and checks["rollout_requests_failed"] == 0)
     print("\n== result")
     print(f"  first run : {sum(r['report']['summary']['created'] for r in passes[0]['fleets'] if r['report'])} created, "
           f"{sum(len(r['report']['mutating_calls']) for r in passes[0]['fleets'] if r['report'])} mutating AWS calls")
@@ -171,6 +178,8 @@ def run_demo(report_path: str | None = None) -> int:
     cap = capacity["summary"]
     print(f"  capacity  : {cap['scale_outs']} scale-out(s), {cap['scale_ins']} scale-in(s), ready instances "
           f"{DEMO_DESIRED['gpu']} -> {cap['peak_ready']} -> {cap['final_ready']}; plot {capacity['plot']}")
+    print(f"  rollout   : {rollout['version_before']} -> {rollout['version_after']} in {rollout['batches']} batch(es) "
+          f"under traffic: {rollout['requests']} requests, {rollout['requests_failed']} failed")
     print(f"  {'OK' if ok else 'NOT OK'}")
     if report_path:
         write_json(report_path, {
@@ -182,6 +191,7 @@ def run_demo(report_path: str | None = None) -> int:
             "inventory": snapshots[-1],
             "capacity_matching": capacity,
             "serving": capacity["serving"],
+            "rollout": rollout,
             "checks": checks,
             "ok": ok,
         })

@@ -100,7 +100,7 @@ def endpoint_url(aws: EmbeddedAws, fleet: str) -> str:
 
 def run_capacity_demo(aws: EmbeddedAws, fleet: str, out_dir: Path, clock_file: Path,
                       schedule_minutes: int = 5) -> dict[str, Any]:
-    spec = _registration(aws, fleet)["spec"]
+    spec = registration(aws, fleet)["spec"]
     capacity = float(spec["scaling"]["capacity_per_instance_rps"])
     trace = [level * capacity for level in demo_trace()]
     url = endpoint_url(aws, fleet)
@@ -268,10 +268,10 @@ def _fleet_now(aws: EmbeddedAws, fleet: str) -> tuple[int, int, int]:
     records = [r for r in _slots(aws, fleet).values() if r.get("instance_id") in running]
     ready = sum(r.get("state") == "in_service" for r in records)
     launching = sum(r.get("state") in IN_PROGRESS for r in records)
-    return ready, launching, int(_registration(aws, fleet)["desired"])
+    return ready, launching, int(registration(aws, fleet)["desired"])
 
 
-def _registration(aws: EmbeddedAws, fleet: str) -> dict[str, Any]:
+def registration(aws: EmbeddedAws, fleet: str) -> dict[str, Any]:
     from eiplane.state import plain
 
     item = aws.client("dynamodb").get_item(TableName=aws.stack.outputs["FleetStateTableName"],

@@ -7,11 +7,13 @@ Each request is recorded with its send time, latency, status and the minute it b
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import math
 import random
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -108,6 +110,39 @@ class OpenLoopClient:
                 time.sleep(delay)  # open loop: the schedule, not the answers, decides when to send
             futures.append(self._pool.submit(self._one, minute))
         return futures
+
+
+@contextlib.contextmanager
+def steady_traffic(url: str, body: bytes, per_second: int = 40, deadline_s: float = 120.0) -> Iterator[Traffic]:
+    """Requests at `per_second` (open loop, in quarter-second batches) through `url` for as long as the
+    block runs, and until one more batch has been answered after it: what happened while it ran (a
+    rollout, a scale-in) is between answered requests on both sides. Yields the Traffic they end up in."""
+    client = OpenLoopClient(url, body, workers=16)
+    stop = threading.Event()
+    answered = threading.Semaphore(0)  # released as each batch has been answered
+
+    def steady() -> None:
+        batch = 0
+        while not stop.is_set():
+            for future in client.send_minute(batch, max(1, per_second // 4), 0.25):
+                future.result()
+            answered.release()
+            batch += 1
+
+    sender = threading.Thread(target=steady, name="steady-traffic")
+    sender.start()
+    try:
+        if not answered.acquire(timeout=deadline_s):
+            raise TimeoutError(f"no request to {url} was answered within {deadline_s:g} s")
+        yield client.traffic
+        while answered.acquire(blocking=False):
+            pass  # batches answered while the block ran
+        if not answered.acquire(timeout=deadline_s):
+            raise TimeoutError(f"no request to {url} was answered after the block ended")
+    finally:
+        stop.set()
+        sender.join()
+        client.close()
 
 
 def percentile(values: list[float], q: float) -> float | None:

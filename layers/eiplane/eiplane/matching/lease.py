@@ -44,6 +44,26 @@ def acquire(fleet: str, owner: str, ttl_s: int, now: float | None = None) -> boo
     return True
 
 
+def take_over(fleet: str, owner: str, dead_owner: str, ttl_s: int, now: float | None = None) -> bool:
+    """Take the lease from an owner whose execution has ended without releasing it (aborted, timed out):
+    conditional on that owner still holding it, so a live owner that renewed it meanwhile keeps it."""
+    settings = get_settings()
+    now = time.time() if now is None else now
+    try:
+        client("dynamodb", settings.region).put_item(
+            TableName=settings.state_table,
+            Item={**fleet_key(fleet, LEASE), "owner": {"S": owner}, "expires_at": {"N": str(int(now + ttl_s))},
+                  "ttl": {"N": str(int(now + ttl_s + 86400))}},
+            ConditionExpression="#owner = :dead", ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":dead": {"S": dead_owner}},
+        )
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 def release(fleet: str, owner: str) -> bool:
     """Give the lease back if `owner` still holds it; False if it had expired and moved on."""
     settings = get_settings()

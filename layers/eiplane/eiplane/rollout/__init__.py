@@ -154,14 +154,13 @@ def start_rollout(request: StartRolloutInput) -> RolloutState:
             raise NothingToRollOut(f"{spec.name} has no instance in service: apply the spec with ProvisionFleet")
         desired = min(max(int(registration.get("desired", registered.capacity.desired)), spec.capacity.min),
                       spec.capacity.max)
-        if not leases.acquire(spec.name, own, _lease_term(spec)):
-            raise FleetBusy(f"{spec.name}'s lease is held by {leases.holder(spec.name)} (a capacity-matching tick "
-                            "or a deletion): the rollout waits for it")
+        _take_lease(spec, own)
         if not resuming and not begin_rollout(spec.name, own, {
                 "status": "running", "phase": "started", "batch": 0, "from_spec": registered.model_dump(mode="json"),
                 "to_spec": spec.model_dump(mode="json"), "from_version": str(before), "to_version": str(after),
-                "desired": desired, "started_at": now(), "reason": ""}):
-            leases.release(spec.name, own)
+                "desired": desired, "started_at": now(), "reason": ""},
+                replacing=str(current["execution"]) if current else None):
+            # (only a rollout that took the lease after ours expired gets here: ours is no longer held)
             raise FleetBusy(f"another rollout of {spec.name} started meanwhile")
     logger.info(f"{spec.name}: rolling out {after} over {before}: {len(old)} of {len(in_service)} instance(s) "
                 f"to replace", extra={"desired": desired, "resuming": resuming})
@@ -171,6 +170,21 @@ def start_rollout(request: StartRolloutInput) -> RolloutState:
                         drain_seconds=max(spec.serving.deregistration_delay_s,
                                           registered.serving.deregistration_delay_s),
                         check_interval_seconds=min(CHECK_INTERVAL_SECONDS, bake))
+
+
+def _take_lease(spec: FleetSpec, own: str) -> None:
+    """The fleet's lease, or FleetBusy. A lease left by a rollout whose execution has ended (aborted,
+    timed out) is taken over rather than waited out: a rollout's lasts hours."""
+    term = _lease_term(spec)
+    if leases.acquire(spec.name, own, term):
+        return
+    holder = leases.holder(spec.name)
+    if holder and holder.count(":") >= 7 and holder.split(":")[-2].endswith("-RolloutFleet") and \
+            not execution_running(holder) and leases.take_over(spec.name, own, holder, term):
+        logger.warning(f"{spec.name}: took over the lease {holder} left when it ended")
+        return
+    raise FleetBusy(f"{spec.name}'s lease is held by {holder} (a capacity-matching tick or a deletion): the "
+                    "rollout waits for it")
 
 
 def _check_idle(fleet: str, registration: dict[str, Any], current: dict[str, Any] | None) -> None:
@@ -409,8 +423,7 @@ def check_guardrails(request: GuardrailInput) -> Bake:
         requests, errors_5xx, p99 = _target_group_traffic(spec, prerequisites, started)
         alarms = _alarms_in_alarm(spec)
         reason = guardrail_verdict(spec, requests, errors_5xx, p99, alarms)
-        if reason:
-            rollout.save({"reason": f"batch {rollout.record.get('batch')}: {reason}"})
+        if reason:  # (the rollback's FinishRollback records it, from the error)
             raise GuardrailFired(f"batch {rollout.record.get('batch')} of {version_of(spec)}: {reason}")
         _hold(spec.name, request.rollout.execution_id, spec)
     baked = checks * request.rollout.check_interval_seconds >= spec.rollout.bake_seconds
