@@ -191,3 +191,25 @@ class FleetNotRegistered(EiplaneError):
 
 class CapacityMatchingFailed(EiplaneError):
     """One or more fleets' ticks failed; the tick's summary names them and why (the others went on)."""
+
+
+# --- deletion -------------------------------------------------------------------------------
+
+class InvalidDeleteRequest(EiplaneError):
+    """DeleteFleet's input is not {"fleet": NAME, "dry_run": bool, "purge_artifacts": bool}: nothing is changed."""
+
+
+class FleetBusy(EiplaneError):
+    """Another running execution holds the fleet (a capacity-matching tick's lease, or a ProvisionFleet
+    execution still launching): DeleteFleet retries, then fails with this name. ProvisionFleet refuses a
+    fleet being deleted with it too."""
+
+
+class InstancesNotTerminated(EiplaneError):
+    """Some of the fleet's instances are still shutting down: retried by the ASL (the wait)."""
+
+
+class ResourceStillInUse(EiplaneError):
+    """AWS refused a deletion because something still uses the resource (a target group its load balancer
+    still lists, a security group an instance's or an endpoint's network interface still holds:
+    DependencyViolation); retried by the ASL until it is released."""

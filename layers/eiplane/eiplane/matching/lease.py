@@ -44,6 +44,26 @@ def acquire(fleet: str, owner: str, ttl_s: int, now: float | None = None) -> boo
     return True
 
 
+def take_over(fleet: str, owner: str, previous_owner: str, ttl_s: int, now: float | None = None) -> bool:
+    """Take the lease from `previous_owner` (an execution that has ended without releasing it: a failed
+    deletion); False if someone else holds it by now."""
+    settings = get_settings()
+    now = time.time() if now is None else now
+    try:
+        client("dynamodb", settings.region).put_item(
+            TableName=settings.state_table,
+            Item={**fleet_key(fleet, LEASE), "owner": {"S": owner}, "expires_at": {"N": str(int(now + ttl_s))},
+                  "ttl": {"N": str(int(now + ttl_s + 86400))}},
+            ConditionExpression="#owner = :previous", ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":previous": {"S": previous_owner}},
+        )
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 def release(fleet: str, owner: str) -> bool:
     """Give the lease back if `owner` still holds it; False if it had expired and moved on."""
     settings = get_settings()
