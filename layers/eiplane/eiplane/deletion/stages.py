@@ -3,6 +3,7 @@ kept (and why) or found absent. A `Deleter` that does not apply only records wha
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,8 +212,8 @@ def load_balancer(fleet: Fleet, deleter: Deleter) -> None:
             continue
         for listener in paginate(elbv2, "describe_listeners", "Listeners", LoadBalancerArn=arn):
             deleter.delete("listener", f"{listener['Protocol']} {listener['Port']}", listener["ListenerArn"],
-                           lambda listener=listener: elbv2.delete_listener(ListenerArn=listener["ListenerArn"]))
-        deleter.delete("load_balancer", name, arn, lambda arn=arn: elbv2.delete_load_balancer(LoadBalancerArn=arn),
+                           functools.partial(elbv2.delete_listener, ListenerArn=listener["ListenerArn"]))
+        deleter.delete("load_balancer", name, arn, functools.partial(elbv2.delete_load_balancer, LoadBalancerArn=arn),
                        reason="internal Application Load Balancer (billed hourly)")
     in_use = []
     for group in _target_groups(fleet):
@@ -221,7 +222,7 @@ def load_balancer(fleet: Fleet, deleter: Deleter) -> None:
             deleter.keep("target_group", name, arn, NOT_EIPLANES)
             continue
         try:
-            deleter.delete("target_group", name, arn, lambda arn=arn: elbv2.delete_target_group(TargetGroupArn=arn))
+            deleter.delete("target_group", name, arn, functools.partial(elbv2.delete_target_group, TargetGroupArn=arn))
         except ClientError as exc:
             if error_code(exc) != "ResourceInUse":
                 raise
@@ -266,8 +267,10 @@ def network(fleet: Fleet, deleter: Deleter) -> None:
     ec2 = client("ec2", fleet.region)
     others = _other_fleets_inventory(fleet)
     endpoint_ids = sorted({e["id"] for e in fleet.recorded("vpc_endpoint")})
-    endpoints = {e["VpcEndpointId"]: e for e in paginate(ec2, "describe_vpc_endpoints", "VpcEndpoints", Filters=[
-        {"Name": "vpc-endpoint-id", "Values": endpoint_ids}])} if endpoint_ids else {}
+    # By the VPC, not by id: DescribeVpcEndpoints fails on an id that is gone (and moto has no id filter).
+    in_vpc = [{"Name": "vpc-id", "Values": [fleet.record["vpc_id"]]}] if fleet.record.get("vpc_id") else []
+    endpoints = {e["VpcEndpointId"]: e for e in paginate(ec2, "describe_vpc_endpoints", "VpcEndpoints", Filters=in_vpc)
+                 if e["VpcEndpointId"] in endpoint_ids} if endpoint_ids else {}
     for endpoint_id in endpoint_ids:
         endpoint = endpoints.get(endpoint_id)
         name = next(e["name"] for e in fleet.recorded("vpc_endpoint") if e["id"] == endpoint_id)
@@ -279,7 +282,7 @@ def network(fleet: Fleet, deleter: Deleter) -> None:
             deleter.keep("vpc_endpoint", name, endpoint_id, NOT_EIPLANES)
         else:
             deleter.delete("vpc_endpoint", name, endpoint_id,
-                           lambda endpoint_id=endpoint_id: ec2.delete_vpc_endpoints(VpcEndpointIds=[endpoint_id]),
+                           functools.partial(ec2.delete_vpc_endpoints, VpcEndpointIds=[endpoint_id]),
                            reason="interface endpoints bill per AZ-hour" if endpoint.get("VpcEndpointType") ==
                            "Interface" else None)
 
@@ -478,7 +481,7 @@ def state_items(fleet: Fleet, deleter: Deleter) -> bool:
 
     for kind, count in sorted(counts.items()):
         deleter.delete("state_items", kind, f"{count}{'+' if more and not deleter.apply else ''} item(s)",
-                       lambda kind=kind: delete_kind(kind))  # type: ignore[misc]
+                       functools.partial(delete_kind, kind))
     if more and deleter.apply:
         return True
     if deleter.apply:
@@ -496,9 +499,12 @@ def state_items(fleet: Fleet, deleter: Deleter) -> bool:
                                    ConsistentRead=True).get("Item")
     if registered is None:
         deleter.absent("registry", fleet.name, "REGISTRY")
+    elif "spec" not in registered:  # only this deletion's own mark: the fleet was not registered
+        if deleter.apply:
+            dynamodb.delete_item(TableName=settings.state_table, Key=registry_key(fleet.name))
+        deleter.absent("registry", fleet.name, "REGISTRY", "not registered (the deletion's own mark is removed)")
     else:
         deleter.delete("registry", fleet.name, "REGISTRY", lambda: dynamodb.delete_item(
             TableName=settings.state_table, Key=registry_key(fleet.name)),
-            reason="last: until here the fleet stays marked deleting" if "spec" in registered else
-            "the deleting mark only (the fleet had not been registered)")
+            reason="last: until here the fleet stays marked deleting")
     return False
