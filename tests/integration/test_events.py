@@ -7,7 +7,7 @@ import pytest
 from pydantic import BaseModel
 
 from eiplane.errors import InvalidFleetSpec
-from eiplane.models import launch, matching
+from eiplane.models import deletion, launch, matching
 from eiplane.models import prerequisites as models
 from eiplane.models.spec import FleetSpec, parse_fleet_spec
 from tests.conftest import EVENTS, load_event
@@ -41,16 +41,24 @@ STATE_EVENTS: dict[str, type[BaseModel]] = {
     "record_decision.json": matching.RecordInput,
     "release_lease.json": matching.ReleaseInput,
     "summarize_tick.json": matching.SummarizeTickInput,
+    "begin_deletion.json": deletion.BeginDeletionInput,
+    "plan_deletion.json": deletion.DeletionStepInput,  # every DeleteFleet step but the first and the paged ones
+    "delete_fleet_state.json": deletion.LoopInput,
 }
 INVOKE_REQUEST = "invoke_tiny_cnn.json"  # a request body for the model server, not a state's input
 GOOD_SPECS = ["provision_fleet_eia.json", "provision_fleet_gpu.json", "provision_fleet_inferentia.json"]
 # MatchCapacity's inputs as EventBridge delivers them: the schedule's and a surge alarm's.
 TICK_EVENTS = {"match_capacity_schedule.json": "schedule", "match_capacity_alarm.json": "alarm"}
+DELETE_REQUEST = "delete_fleet.json"  # DeleteFleet's execution input (a dry run)
 
 
 def test_every_event_file_is_accounted_for() -> None:
     assert {p.name for p in EVENTS.glob("*.json")} == {*STATE_EVENTS, *GOOD_SPECS, *TICK_EVENTS,
-                                                      "provision_fleet_invalid.json", INVOKE_REQUEST}
+                                                      "provision_fleet_invalid.json", INVOKE_REQUEST, DELETE_REQUEST}
+
+
+def test_the_delete_request_is_one() -> None:
+    assert deletion.parse_delete_request(load_event(DELETE_REQUEST)).dry_run is True
 
 
 def test_the_invoke_request_is_one_input_of_the_demo_models_shape() -> None:

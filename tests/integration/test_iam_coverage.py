@@ -225,6 +225,19 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path, tmp_p
     summary["launch"].update(in_flight=[0], slots=[], already_in_service=[])
     assert invoke(aws, "SummarizeFleetFunction", summary)["in_service"] == 0
 
+    # Deletion: a plan first (with purge: what a purge would delete); then demo-gpu, whose lease a tick that has
+    # ended still holds and whose role someone gave a managed policy, its artifacts purged; then both eia fleets
+    # (their shared endpoint and its group go with the second) and the inferentia fleet's private endpoints.
+    def delete(fleet: str, name: str, **options: Any) -> str:
+        return aws.run({"fleet": fleet, **options}, name=name, logical_id="DeleteFleetStateMachine").status
+
+    assert delete("demo-gpu", "delete-plan", dry_run=True, purge_artifacts=True) == "SUCCEEDED"
+    hold_lease(aws, "arn:aws:states:us-east-1:123456789012:execution:eiplane-local-MatchCapacity:ended")
+    iam.attach_role_policy(RoleName="eiplane-demo-gpu-instance", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    assert delete("demo-gpu", "delete-gpu", purge_artifacts=True) == "SUCCEEDED"
+    for fleet in ("demo-eia", "demo-eia-b", spec_for("inferentia")["name"]):
+        assert delete(fleet, f"delete-{fleet}") == "SUCCEEDED"
+
 
 def _actions(statement: dict[str, Any]) -> list[str]:
     listed = statement.get("Action", [])

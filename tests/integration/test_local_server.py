@@ -201,6 +201,19 @@ def test_readme_local_server_lines_run_as_written_without_aws_configuration(loca
     answered = run_readme_line(local_server, readme_line("eiplane invoke", "--endpoint-url")).stdout
     assert answered.startswith("HTTP 200 from http://127.0.0.1:") and '"outputs"' in answered, answered
 
+    # deleted: afterwards the stock AWS CLI finds no instance, security group or load balancer of the fleet
+    deleted = run_readme_line(local_server, readme_line("eiplane fleet delete", "--endpoint-url")).stdout
+    assert "  > DrainFleet" in deleted and "  SUCCEEDED" in deleted, deleted
+    assert re.search(r"  deleted  load_balancer +eiplane-demo-gpu ", deleted), deleted
+    assert re.search(r"  kept     artifacts ", deleted), deleted  # no --purge-artifacts
+    left = aws_cli(local_server, "ec2", "describe-instances", "--filters", "Name=tag:eiplane:fleet,Values=demo-gpu",
+                   "Name=instance-state-name,Values=pending,running,stopping,stopped,shutting-down")
+    assert left["Reservations"] == [], left
+    assert aws_cli(local_server, "ec2", "describe-security-groups", "--filters",
+                   "Name=tag:eiplane:fleet,Values=demo-gpu")["SecurityGroups"] == []
+    balancers = aws_cli(local_server, "elbv2", "describe-load-balancers")["LoadBalancers"]
+    assert [b["LoadBalancerName"] for b in balancers if "demo-gpu" in b["LoadBalancerName"]] == []
+
     # in-process, on an embedded AWS of its own: the artifact packed above goes with it
     in_process = run_readme_line(local_server, readme_line("eiplane fleet apply", "--local")).stdout
     assert "  SUCCEEDED" in in_process and "instances: 2 of 2 instances in service" in in_process

@@ -139,6 +139,8 @@ ALLOWED: dict[tuple[str, str, str], Allowance] = {
         (frozenset({"logs:PutResourcePolicy"}), _LOG_DELIVERY),
     ("RolloutFleetStateMachineRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
         (frozenset({"logs:PutResourcePolicy"}), _LOG_DELIVERY),
+    ("DeleteFleetStateMachineRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
+        (frozenset({"logs:PutResourcePolicy"}), _LOG_DELIVERY),
     ("LaunchInstanceFunctionRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
         (frozenset({"iam:PassRole"}),
          "PassFleetRoleToEc2: fleet roles (role/eiplane/*) to ec2.amazonaws.com only, to launch with their profile."),
@@ -148,6 +150,24 @@ ALLOWED: dict[tuple[str, str, str], Allowance] = {
          "eiplane keeps those roles under FleetInstanceBoundary (EnsureInstanceRoleFunction sets it on a role of the "
          "fleet's name that lacks it): an instance can do no more than read its artifacts, write its results, run "
          "the SSM agent and connect to Elastic Inference."),
+    ("BeginDeletionFunctionRole", "SeeWhetherHoldersRun", "RESOURCE_MISMATCH"):
+        (frozenset({"states:DescribeExecution"}), _EXPRESS + " So are MatchCapacity and DeleteFleet."),
+    ("BeginDeletionFunctionRole", "FindRunningProvisions", "RESOURCE_MISMATCH"):
+        (frozenset({"states:ListExecutions"}),
+         "parliament's data lists both statemachine and mapRun as required resource types of ListExecutions; they "
+         "are alternatives (a state machine's executions, or a Distributed Map run's), and this lists ProvisionFleet's."),
+    ("DeleteLoadBalancerFunctionRole", "DeleteListenersOfOwnBalancers", "RESOURCE_MISMATCH"):
+        (frozenset({"elasticloadbalancing:DeleteListener"}),
+         "parliament's data names v1 resource types for this v2 action; its resource is listener/app/... (Service "
+         "Authorization Reference, Elastic Load Balancing V2), which the embedded AWS checks the ARN against."),
+    ("DeleteInstanceRoleFunctionRole", "-", "PERMISSIONS_MANAGEMENT_ACTIONS"):
+        (frozenset({"iam:DeleteRolePolicy", "iam:DetachRolePolicy", "iam:DeleteRole", "iam:RemoveRoleFromInstanceProfile",
+                    "iam:DeleteInstanceProfile"}),
+         "Its job: deleting the fleet's instance role and profile, only under role/eiplane/* and "
+         "instance-profile/eiplane/*; the role's policies only under FleetInstanceBoundary (as EnsureInstanceRole), "
+         "the role and profile only with eiplane's tag."),
+    ("DeleteInstanceRoleFunctionRole", "RemovePoliciesOfBoundedFleetRoles", "MISMATCHED_TYPE_BUT_USABLE"):
+        (frozenset({"Type mismatch: StringEquals requires a value of type String but given Arn"}), _BOUNDARY_ARN),
     ("TRUST_POLICY", "Statement[0]", "MALFORMED"):
         (frozenset({"Statement contains neither Resource nor NotResource"}),
          "parliament audits identity policies, which need a Resource; this is a role's trust policy, a "

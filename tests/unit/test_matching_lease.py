@@ -69,8 +69,8 @@ def test_the_lease_outlives_the_longest_drain_it_guards() -> None:
 
 def test_a_lease_is_taken_over_only_from_the_owner_named_as_dead() -> None:
     assert lease.acquire("fleet-a", "rollout-1", ttl_s=5400, now=1000)
-    assert not lease.take_over("fleet-a", "rollout-2", dead_owner="someone-else", ttl_s=5400, now=1100)
-    assert lease.take_over("fleet-a", "rollout-2", dead_owner="rollout-1", ttl_s=5400, now=1100)
+    assert not lease.take_over("fleet-a", "rollout-2", previous_owner="someone-else", ttl_s=5400, now=1100)
+    assert lease.take_over("fleet-a", "rollout-2", previous_owner="rollout-1", ttl_s=5400, now=1100)
     # taken: the dead owner's name no longer matches, so a second taker racing the first gets nothing
-    assert not lease.take_over("fleet-a", "rollout-3", dead_owner="rollout-1", ttl_s=5400, now=1100)
+    assert not lease.take_over("fleet-a", "rollout-3", previous_owner="rollout-1", ttl_s=5400, now=1100)
     assert not lease.acquire("fleet-a", "tick-1", ttl_s=300, now=1200)

@@ -205,11 +205,6 @@ class NothingToRollOut(EiplaneError):
     registered, no instance in service): nothing is changed."""
 
 
-class FleetBusy(EiplaneError):
-    """Another execution holds the fleet (a capacity-matching tick, a scale-out, another rollout or a
-    deletion): retried by the ASL until it is done, then the workflow fails without changing anything."""
-
-
 class RolloutBlocked(EiplaneError):
     """No batch can proceed without taking the fleet below rollout.min_healthy_percent (max_surge 0 and
     too few instances in service to take one out): the rollout rolls back."""
@@ -233,3 +228,25 @@ class RolledBack(EiplaneError):
 class GuardrailFired(EiplaneError):
     """During a batch's bake the target group's 5xx rate or p99 latency went beyond the spec's limits,
     or an alarm the spec names went into ALARM: the rollout rolls back."""
+
+
+# --- deletion -------------------------------------------------------------------------------
+
+class InvalidDeleteRequest(EiplaneError):
+    """DeleteFleet's input is not {"fleet": NAME, "dry_run": bool, "purge_artifacts": bool}: nothing is changed."""
+
+
+class FleetBusy(EiplaneError):
+    """Another running execution holds the fleet (a capacity-matching tick's lease, a ProvisionFleet
+    execution still launching, a rollout or a deletion): DeleteFleet and RolloutFleet retry, then fail
+    with this name, having changed nothing. ProvisionFleet refuses a fleet being deleted with it too."""
+
+
+class InstancesNotTerminated(EiplaneError):
+    """Some of the fleet's instances are still shutting down: retried by the ASL (the wait)."""
+
+
+class ResourceStillInUse(EiplaneError):
+    """AWS refused a deletion because something still uses the resource (a target group its load balancer
+    still lists, a security group an instance's or an endpoint's network interface still holds:
+    DependencyViolation); retried by the ASL until it is released."""

@@ -94,14 +94,20 @@ def load_registration(fleet: str) -> dict[str, Any] | None:
     return {k: plain(v) for k, v in item.items()} if item else None
 
 
-def registered_fleets() -> list[str]:
-    """Every registered fleet's name (one Query, every page)."""
+# A registry item DeleteFleet has marked: capacity matching leaves the fleet alone, ProvisionFleet refuses it.
+DELETING = "deleting"
+
+
+def registered_fleets(include_deleting: bool = False) -> list[str]:
+    """Every registered fleet's name (one Query, every page); those being deleted only if asked."""
     settings = get_settings()
     names = []
     for page in client("dynamodb", settings.region).get_paginator("query").paginate(
             TableName=settings.state_table, KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": REGISTRY_PK}}, ProjectionExpression="sk"):
-        names += [item["sk"]["S"].removeprefix("FLEET#") for item in page["Items"]]
+            ExpressionAttributeValues={":pk": {"S": REGISTRY_PK}}, ProjectionExpression="sk, #status",
+            ExpressionAttributeNames={"#status": "status"}):
+        names += [item["sk"]["S"].removeprefix("FLEET#") for item in page["Items"]
+                  if include_deleting or item.get("status", {}).get("S") != DELETING]
     return sorted(names)
 
 

@@ -6,6 +6,8 @@
   eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane] [--region R]
   eiplane fleet status NAME [--endpoint-url URL] [--stack-name eiplane] [--region R] [--json FILE]
   eiplane fleet list [--endpoint-url URL] [--stack-name eiplane] [--region R] [--json [FILE]]
+  eiplane fleet delete NAME [--dry-run] [--purge-artifacts] [--yes] [--endpoint-url URL] [--stack-name eiplane]
+  eiplane teardown [--dry-run] [--purge-artifacts] [--yes] [--endpoint-url URL] [--stack-name eiplane]
   eiplane invoke NAME --input REQUEST.json [--endpoint-url URL | --url URL]
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
@@ -28,6 +30,7 @@ from urllib.parse import urlsplit
 from botocore import exceptions as boto_errors
 
 from eiplane.cli import commands, fleet_list
+from eiplane.cli import deletion as deletion_commands
 from eiplane.cli import serving as serving_commands
 from eiplane.errors import EiplaneError
 
@@ -96,6 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("--url", help="send here instead of the fleet's endpoint (e.g. an instance, from inside the VPC)")
     invoke.add_argument("--timeout", type=float, default=60.0, help="seconds (SageMaker's invocation limit: 60)")
     invoke.set_defaults(handler=serving_commands.invoke)
+    delete = fleet.add_parser("delete", help="start DeleteFleet: drain and terminate the fleet's instances, delete "
+                                             "everything it has (its artifacts stay unless --purge-artifacts)")
+    delete.add_argument("name", help="the fleet's name")
+    teardown = sub.add_parser("teardown", help="delete every fleet of the stack, one after another (before `sam delete`)")
+    for command in (delete, teardown):
+        where = command.add_mutually_exclusive_group()
+        where.add_argument("--local", action="store_true", help="(refused: a --local embedded AWS has no fleet; "
+                                                               "use `eiplane local up` and --endpoint-url)")
+        where.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+        command.add_argument("--stack-name", help=STACK_HELP.format(what="the DeleteFleet state machine"))
+        command.add_argument("--state-machine-arn", help="DeleteFleet's ARN: skip the stack look-up")
+        command.add_argument("--region", help=REGION_HELP)
+        command.add_argument("--dry-run", action="store_true", help="list what would be deleted and kept, change nothing")
+        command.add_argument("--purge-artifacts", action="store_true",
+                             help="also delete every version of the fleet's artifacts (fleets/<fleet>/ in the bucket)")
+        command.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.add_argument("--report", help="also write the report as JSON here")
+    delete.set_defaults(handler=deletion_commands.fleet_delete)
+    teardown.set_defaults(handler=deletion_commands.teardown)
 
     artifact = sub.add_parser("artifact", help="model artifacts (needs the torch extra)").add_subparsers(
         dest="artifact_command", required=True)

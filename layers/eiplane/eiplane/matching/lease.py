@@ -44,9 +44,9 @@ def acquire(fleet: str, owner: str, ttl_s: int, now: float | None = None) -> boo
     return True
 
 
-def take_over(fleet: str, owner: str, dead_owner: str, ttl_s: int, now: float | None = None) -> bool:
-    """Take the lease from an owner whose execution has ended without releasing it (aborted, timed out):
-    conditional on that owner still holding it, so a live owner that renewed it meanwhile keeps it."""
+def take_over(fleet: str, owner: str, previous_owner: str, ttl_s: int, now: float | None = None) -> bool:
+    """Take the lease from `previous_owner` (an execution that has ended without releasing it: a failed
+    deletion); False if someone else holds it by now."""
     settings = get_settings()
     now = time.time() if now is None else now
     try:
@@ -54,8 +54,8 @@ def take_over(fleet: str, owner: str, dead_owner: str, ttl_s: int, now: float | 
             TableName=settings.state_table,
             Item={**fleet_key(fleet, LEASE), "owner": {"S": owner}, "expires_at": {"N": str(int(now + ttl_s))},
                   "ttl": {"N": str(int(now + ttl_s + 86400))}},
-            ConditionExpression="#owner = :dead", ExpressionAttributeNames={"#owner": "owner"},
-            ExpressionAttributeValues={":dead": {"S": dead_owner}},
+            ConditionExpression="#owner = :previous", ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":previous": {"S": previous_owner}},
         )
     except ClientError as exc:
         if error_code(exc) == "ConditionalCheckFailedException":

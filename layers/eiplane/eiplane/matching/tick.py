@@ -49,6 +49,7 @@ from eiplane.provisioning.lifecycle import failure_reason, record_state, stop_in
 from eiplane.provisioning.plan import execution_running, fleet_instances, instance_states, orphaned, running_instances
 from eiplane.settings import get_settings
 from eiplane.state import (
+    DELETING,
     load_prerequisites,
     load_registration,
     load_slots,
@@ -68,15 +69,22 @@ def list_fleets(request: TickRequest) -> TickPlan:
         event = request.event
         if event.alarm_name is not None:
             fleet = event.alarm_name.removeprefix(settings.surge_alarm_prefix)
-            if fleet == event.alarm_name or load_registration(fleet) is None:
+            registration = load_registration(fleet) if fleet != event.alarm_name else None
+            if registration is None:
                 return TickPlan(tick=tick, fleets=[], note=f"alarm {event.alarm_name} names no registered fleet")
+            if registration.get("status") == DELETING:
+                return TickPlan(tick=tick, fleets=[], note=f"alarm {event.alarm_name}: {fleet} is being deleted")
             return TickPlan(tick=tick, fleets=[fleet], note=f"surge alarm {event.alarm_name}")
         if event.fleets is not None:
-            unknown = [name for name in event.fleets if load_registration(name) is None]
+            registrations = {name: load_registration(name) for name in sorted(set(event.fleets))}
+            unknown = [name for name, item in registrations.items() if item is None]
             if unknown:
                 raise FleetNotRegistered(f"not registered (no ProvisionFleet execution has applied them): "
                                          f"{', '.join(unknown)}")
-            return TickPlan(tick=tick, fleets=sorted(set(event.fleets)), note="fleets named in the input")
+            # a fleet DeleteFleet has marked is left to it (it holds the fleet's lease too)
+            deleting = [name for name, item in registrations.items() if item and item.get("status") == DELETING]
+            note = "fleets named in the input" + (f" ({', '.join(deleting)} being deleted)" if deleting else "")
+            return TickPlan(tick=tick, fleets=[n for n in registrations if n not in deleting], note=note)
         return TickPlan(tick=tick, fleets=registered_fleets(), note="every registered fleet")
 
 

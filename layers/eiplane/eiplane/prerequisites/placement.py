@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from eiplane import backends
 from eiplane.aws import aws_errors, client, error_code, paginate
-from eiplane.errors import BackendUnavailable, InvalidFleetSpec
+from eiplane.errors import BackendUnavailable, FleetBusy, InvalidFleetSpec
 from eiplane.models.prerequisites import Placement, SubnetPlacement, ValidatedFleet
 from eiplane.models.spec import FleetSpec, looks_like_ami_id, parse_fleet_spec
 from eiplane.observability import logger
@@ -32,6 +32,7 @@ def validate_fleet(raw_spec: Any) -> ValidatedFleet:
             + ". The eia backend runs only on the embedded AWS (eiplane local)."
         )
     with aws_errors():
+        refuse_if_deleting(spec.name)
         problems = region_problems(spec) + image_problems(spec)
         try:
             placement = resolve_placement(spec)
@@ -44,6 +45,18 @@ def validate_fleet(raw_spec: Any) -> ValidatedFleet:
         "subnets": [s.subnet_id for s in placement.subnets],
         "private_subnets": [s.subnet_id for s in placement.private_subnets]})
     return ValidatedFleet(spec=spec, placement=placement)
+
+
+def refuse_if_deleting(fleet: str) -> None:
+    """A fleet that DeleteFleet has marked is not provisioned again (nor scaled out) until that deletion
+    has removed its registry item: what this execution created would be left behind."""
+    settings = get_settings()
+    item = client("dynamodb", settings.region).get_item(
+        TableName=settings.state_table, Key=registry_key(fleet), ConsistentRead=True).get("Item") or {}
+    if item.get("status", {}).get("S") == "deleting":
+        by = item.get("deleting_by", {}).get("S", "unknown")
+        raise FleetBusy(f"fleet {fleet} is being deleted (by execution {by}): apply it again once that deletion "
+                        "has finished, or re-run the deletion if it failed")
 
 
 def region_problems(spec: FleetSpec) -> list[str]:

@@ -138,6 +138,8 @@ def start_rollout(request: StartRolloutInput) -> RolloutState:
         registration = load_registration(spec.name)
         if registration is None:
             raise FleetNotRegistered(f"{spec.name} is not registered: apply it with ProvisionFleet first")
+        if registration.get("status") == "deleting":
+            raise FleetBusy(f"{spec.name} is being deleted (by {registration.get('deleting_by', 'unknown')})")
         registered = FleetSpec.model_validate(registration["spec"])
         before = version_of(registered)
         if registered.region != spec.region:

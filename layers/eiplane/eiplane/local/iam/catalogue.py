@@ -574,6 +574,10 @@ CATALOGUE: dict[tuple[str, str], Entry] = {
                                          **{"elasticloadbalancing:ListenerProtocol": "Protocol",
                                             "elasticloadbalancing:SecurityPolicy": "SslPolicy"}),
     ("elbv2", "DeleteListener"): _elb_on("elasticloadbalancing:DeleteListener", "ListenerArn"),
+    # DeleteLoadBalancer shares its name with ELB v1's, whose entry the reference keeps (see elb_type).
+    ("elbv2", "DeleteLoadBalancer"): _elb_on("elasticloadbalancing:DeleteLoadBalancer", "LoadBalancerArn",
+                                             "loadbalancer"),
+    ("elbv2", "DeleteTargetGroup"): _elb_on("elasticloadbalancing:DeleteTargetGroup", "TargetGroupArn"),
     ("elbv2", "ModifyTargetGroup"): _elb_on("elasticloadbalancing:ModifyTargetGroup", "TargetGroupArn"),
     ("elbv2", "ModifyTargetGroupAttributes"): _elb_on("elasticloadbalancing:ModifyTargetGroupAttributes",
                                                       "TargetGroupArn"),

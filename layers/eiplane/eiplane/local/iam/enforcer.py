@@ -445,7 +445,7 @@ def _s3_requests(partition: str, action: str, bucket: str | None, key: str | Non
     bucket_arn = f"arn:{partition}:s3:::{bucket}"
     if not key:
         context: dict[str, Any] = {}
-        if action == "ListBucket":
+        if action in ("ListBucket", "ListBucketVersions"):  # both take the s3:prefix condition
             for name, param in (("s3:prefix", "prefix"), ("s3:delimiter", "delimiter"), ("s3:max-keys", "max-keys")):
                 value = response.querystring.get(param)
                 if value:
