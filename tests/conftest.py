@@ -33,6 +33,7 @@ LONGEST_FIRST = (
     "integration/test_local_server.py",  # 107 s
     "integration/test_serving.py",  # 103 s
     "integration/test_launch_faults.py",  # 94 s
+    "integration/test_rollout.py",  # 75 s alone (-n0)
     "integration/test_delete_fleet.py",  # 50 s alone (-n0)
     "integration/test_bad_input_and_faults.py",  # 48 s
     "integration/test_seed_weaknesses.py",  # 46 s

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from eiplane.cli.demo_delete import tagged_with
 from eiplane.executions import ExecutionResult
 from eiplane.local.engine import EmbeddedAws
 from eiplane.local.lambda_runtime import clear_handler_hooks
@@ -33,37 +34,6 @@ def report(aws: EmbeddedAws, result: ExecutionResult) -> dict[str, Any]:
 
 def actions(aws: EmbeddedAws, result: ExecutionResult) -> dict[tuple[str, str], str]:
     return {(i["kind"], i["id"]): i["action"] for i in report(aws, result)["items"]}
-
-
-def tagged_with(aws: EmbeddedAws, fleet: str) -> dict[str, list[str]]:
-    """Everything in the account that still carries eiplane:fleet=<fleet> (or is named for it), asked of each
-    service directly, and of the tagging API for the types moto answers there."""
-    ec2, elbv2, iam = aws.client("ec2"), aws.client("elbv2"), aws.client("iam")
-    by_tag = [{"Name": "tag:eiplane:fleet", "Values": [fleet]}]
-    balancers = elbv2.describe_load_balancers()["LoadBalancers"]
-    groups = elbv2.describe_target_groups()["TargetGroups"]
-    arns = [b["LoadBalancerArn"] for b in balancers] + [g["TargetGroupArn"] for g in groups]
-    elb_tags = {d["ResourceArn"]: {t["Key"]: t["Value"] for t in d["Tags"]}
-                for d in (elbv2.describe_tags(ResourceArns=arns)["TagDescriptions"] if arns else [])}
-    described = [i for r in ec2.describe_instances(Filters=by_tag)["Reservations"] for i in r["Instances"]]
-    terminated = {f"arn:aws:ec2:us-east-1:123456789012:instance/{i['InstanceId']}" for i in described
-                  if i["State"]["Name"] == "terminated"}  # listed a while after, as on AWS; they bill nothing
-    return {
-        "instances": [i["InstanceId"] for i in described if i["State"]["Name"] != "terminated"],
-        "security_groups": [g["GroupId"] for g in ec2.describe_security_groups(Filters=by_tag)["SecurityGroups"]],
-        "load_balancers_and_target_groups": [a for a in arns if elb_tags.get(a, {}).get("eiplane:fleet") == fleet],
-        "roles": [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"] == f"eiplane-{fleet}-instance"],
-        "instance_profiles": [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]
-                              if p["InstanceProfileName"] == f"eiplane-{fleet}-instance"],
-        "alarms": [a["AlarmName"] for a in aws.client("cloudwatch").describe_alarms()["MetricAlarms"]
-                   if a["AlarmName"].endswith(f"-{fleet}")],
-        "tagging_api": [r["ResourceARN"] for r in aws.client("resourcegroupstaggingapi").get_resources(
-            TagFilters=[{"Key": "eiplane:fleet", "Values": [fleet]}])["ResourceTagMappingList"]
-            if r["ResourceARN"] not in terminated],
-        "state_items": [i["sk"]["S"] for i in aws.client("dynamodb").scan(
-            TableName=aws.stack.outputs["FleetStateTableName"])["Items"]
-            if i["pk"]["S"] == f"FLEET#{fleet}" or i["sk"]["S"] == f"FLEET#{fleet}"],
-    }
 
 
 NOTHING = {"instances": [], "security_groups": [], "load_balancers_and_target_groups": [], "roles": [],

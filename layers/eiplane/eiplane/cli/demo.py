@@ -20,6 +20,7 @@ from botocore.client import BaseClient
 from eiplane.artifacts.push import push
 from eiplane.cli.commands import LOCAL_POLL_S, execution_name, write_json
 from eiplane.cli.demo_capacity import START, run_capacity_demo, write_clock
+from eiplane.cli.demo_delete import run_delete_demo
 from eiplane.cli.demo_rollout import run_rollout_demo
 from eiplane.cli.progress import follow, full_report, print_plan, print_report
 from eiplane.local.engine import EmbeddedAws, find_project_root
@@ -137,6 +138,7 @@ def run_demo(report_path: str | None = None) -> int:
         snapshots.append(inventory(aws))
         capacity = run_capacity_demo(aws, "demo-gpu", root / "out", clock_file)
         rollout = run_rollout_demo(aws, "demo-gpu", pack_demo_model, root / "out")
+        deletion = run_delete_demo(aws, "demo-inferentia")
 
     second = passes[1]["fleets"]
     gpu_first = next(r["report"] for r in passes[0]["fleets"] if r["report"] and r["report"]["backend"]["type"] == "gpu")
@@ -159,6 +161,7 @@ def run_demo(report_path: str | None = None) -> int:
         "serving_failed_during_scale_in": capacity["serving"]["failed_during_scale_in"],
         "rollout_succeeded": rollout["status"] == "SUCCEEDED" and rollout["version_after"] == "tiny-cnn:2",
         "rollout_requests_failed": rollout["requests_failed"],
+        "delete_left_nothing": deletion["nothing_left"],
     }
     ok = (checks["every_execution_succeeded"] and checks["second_run_all_found"]
           and checks["second_run_mutating_calls"] == 0 and checks["second_run_inventory_unchanged"]
@@ -166,7 +169,8 @@ def run_demo(report_path: str | None = None) -> int:
           and checks["second_run_same_instances"] and checks["capacity_scaled_out"] and checks["capacity_scaled_in"]
           and checks["capacity_only_in_service_instances_run"]
           and checks["serving_requests_failed"] == 0 and checks["serving_failed_during_scale_in"] == 0
-          and checks["rollout_succeeded"] and checks["rollout_requests_failed"] == 0)
+          and checks["rollout_succeeded"] and checks["rollout_requests_failed"] == 0
+          and checks["delete_left_nothing"])
     print("\n== result")
     print(f"  first run : {sum(r['report']['summary']['created'] for r in passes[0]['fleets'] if r['report'])} created, "
           f"{sum(len(r['report']['mutating_calls']) for r in passes[0]['fleets'] if r['report'])} mutating AWS calls")
@@ -180,6 +184,8 @@ def run_demo(report_path: str | None = None) -> int:
           f"{DEMO_DESIRED['gpu']} -> {cap['peak_ready']} -> {cap['final_ready']}; plot {capacity['plot']}")
     print(f"  rollout   : {rollout['version_before']} -> {rollout['version_after']} in {rollout['batches']} batch(es) "
           f"under traffic: {rollout['requests']} requests, {rollout['requests_failed']} failed")
+    print(f"  delete    : {deletion['fleet']}: {deletion['status']}, {deletion['deleted']} deleted, "
+          f"{len(deletion['kept'])} kept; tagged with it afterwards: {deletion['left'] or 'nothing'}")
     print(f"  {'OK' if ok else 'NOT OK'}")
     if report_path:
         write_json(report_path, {
@@ -192,6 +198,7 @@ def run_demo(report_path: str | None = None) -> int:
             "capacity_matching": capacity,
             "serving": capacity["serving"],
             "rollout": rollout,
+            "fleet_delete": deletion,
             "checks": checks,
             "ok": ok,
         })
