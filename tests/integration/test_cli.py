@@ -149,8 +149,8 @@ def test_demo_creates_then_finds_everything_with_zero_mutating_calls(tmp_path: P
     assert (rollout["version_before"], rollout["version_after"], rollout["requests_failed"]) == (
         "tiny-cnn:1", "tiny-cnn:2", 0)
     assert rollout["requests"] > 0 and rollout["states"][-1] == "RolloutSucceeded"
-    # and the inferentia fleet was deleted: nothing tagged with it is left in the account
+    # and the inferentia fleet (demo-inf2) was deleted: nothing tagged with it is left in the account
     deletion = report["fleet_delete"]
-    assert (deletion["fleet"], deletion["status"], deletion["left"]) == ("demo-inferentia", "SUCCEEDED", {})
+    assert (deletion["fleet"], deletion["status"], deletion["left"]) == ("demo-inf2", "SUCCEEDED", {})
     assert deletion["deleted"] > 0 and report["checks"]["delete_left_nothing"] is True
     assert "OK" in capsys.readouterr().out

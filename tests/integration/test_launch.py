@@ -115,35 +115,6 @@ def test_two_instances_validated_by_inference_and_put_in_service(aws: EmbeddedAw
         ("tiny-cnn", "1", report["artifact_manifest_sha256"])}
 
 
-def test_each_slot_names_the_version_it_serves_when_a_scale_out_meets_a_new_one(
-        aws: EmbeddedAws, launch_fleet: dict, tmp_path: Path) -> None:
-    from eiplane.artifacts.demo_model import tiny_cnn
-    from eiplane.artifacts.pack import pack
-
-    assert aws.run(launch_fleet, name="gpu-1").status == "SUCCEEDED"
-    second = tmp_path / "tiny-cnn-2"
-    pack(tiny_cnn(), (3, 32, 32), name="tiny-cnn", version="2", out_dir=second, batch_sizes=(1,), target="any",
-         formats=("torchscript",))
-    push_artifact(aws, "demo-gpu", second, version="2")
-    grown = {**launch_fleet, "model": {**launch_fleet["model"], "version": "2"},
-             "capacity": {"min": 0, "desired": 2, "max": 2}}
-    result = aws.run(grown, name="gpu-2")
-
-    assert result.status == "SUCCEEDED", result.cause
-    # The running instance keeps serving what it validated (a rollout replaces it); the new one serves 2:
-    # the record, the tags and the report say which is which.
-    records = slot_records(aws, "demo-gpu")
-    assert {i: r["model_version"] for i, r in records.items()} == {0: "1", 1: "2"}
-    assert records[0]["manifest_sha256"] != records[1]["manifest_sha256"]
-    instances = running_instances(aws)
-    for record in records.values():
-        tags = {t["Key"]: t["Value"] for t in instances[str(record["instance_id"])]["Tags"]}
-        assert (tags["eiplane:model-version"], tags["eiplane:manifest-sha256"]) == (
-            record["model_version"], record["manifest_sha256"])
-    report = fleet_report(aws, result)
-    assert {o["index"]: o["model_version"] for o in report["instances"]} == {0: "1", 1: "2"}
-
-
 def test_rerun_adds_no_instance_and_makes_no_mutating_call(aws: EmbeddedAws, launch_fleet: dict) -> None:
     two = {**launch_fleet, "capacity": {"min": 0, "desired": 2, "max": 2}}
     first = aws.run(two, name="gpu-1")

@@ -22,7 +22,14 @@ from eiplane.cli.traffic import Traffic, steady_traffic
 from eiplane.executions import ExecutionResult
 from eiplane.local.engine import EmbeddedAws
 from eiplane.local.lambda_runtime import add_handler_hook, clear_handler_hooks
-from tests.integration.conftest import INSTANCE_CLOCK_START, REGION, Faults, artifact_as_version, failing_artifact
+from tests.integration.conftest import (
+    INSTANCE_CLOCK_START,
+    REGION,
+    Faults,
+    artifact_as_version,
+    failing_artifact,
+    fleet_report,
+)
 from tests.integration.test_launch import fleet_spec, push_artifact, running_instances, slot_records
 from tests.integration.test_serving import REQUEST, endpoint, in_service_instances, target_states
 
@@ -133,6 +140,16 @@ def test_a_rollout_under_steady_traffic_replaces_every_instance_with_no_failed_r
     assert not set(before) & set(running_instances(aws))  # the old ones terminated, not left running
     assert registered_version(aws) == ("2", 2)  # capacity matching scales version 2 from here
     assert lease_holder(aws) is None
+    # each batch's report (ProvisionFleet's) names the version and manifest its new instance validated
+    (batch,) = fleet_report(aws, aws.wait(batch_executions(result)[-1]))["instances"][-1:]
+    assert (batch["model_name"], batch["model_version"]) == ("tiny-cnn", "2") and len(batch["manifest_sha256"]) == 64
+
+
+def batch_executions(result: ExecutionResult) -> list[str]:
+    """The ProvisionFleet executions a rollout started (its LaunchBatch steps' outputs)."""
+    outputs = [json.loads(e["lambdaFunctionSucceededEventDetails"]["output"]) for e in result.events
+               if e["type"] == "LambdaFunctionSucceeded"]
+    return [o["execution_arn"] for o in outputs if o.get("purpose") == "batch" and "started" in o]
 
 
 def test_provision_fleet_refuses_another_version_outside_a_rollout(aws: EmbeddedAws) -> None:
@@ -159,8 +176,22 @@ def test_a_version_that_fails_validation_rolls_back_with_the_old_one_at_full_siz
     assert all(target_states(aws, FLEET)[i] == "healthy" for i in before)
 
 
+def test_max_surge_0_replaces_the_fleet_without_going_below_min_healthy(aws: EmbeddedAws) -> None:
+    floor = healthy_floor_tracker(aws)
+    with steady(aws) as traffic:
+        result = aws.run(spec_of("5", max_surge=0, min_healthy_percent=50), name="rollout-v5", logical_id=ROLLOUT)
+    assert result.status == "SUCCEEDED", result.cause
+    entered = states_entered(result)
+    assert entered.count("TakeOutFirst") == 2  # an old instance out first, one batch at a time
+    assert floor and min(floor) == 1  # one of two (50%) served throughout, never none
+    assert [o for o in traffic.outcomes if not o.ok] == []
+    assert sorted(serving_versions(aws).values()) == ["5", "5"]
+
+
 def test_a_guardrail_that_fires_during_the_bake_rolls_back(aws: EmbeddedAws) -> None:
-    """Version 4 validates, turns healthy and answers every request with 500 (injected at its targets)."""
+    """Version 4 validates, turns healthy and answers every request with 500 (injected at its targets).
+    After the rollouts that must succeed: the balancer's metrics are per minute, and a bake that starts in
+    the minute these 5xx were served counts them (on AWS, a batch takes minutes to launch and validate)."""
     before = serving_versions(aws)
 
     versions: dict[str, str | None] = {}  # (an instance's version never changes: asked once, not per request)
@@ -182,19 +213,7 @@ def test_a_guardrail_that_fires_during_the_bake_rolls_back(aws: EmbeddedAws) -> 
     assert [o for o in traffic.outcomes if not o.ok], "version 4 answered 5xx while it was in service"
     assert serving_versions(aws) == before
     assert set(running_instances(aws)) == set(before)  # version 4's instance drained and terminated
-    assert registered_version(aws) == ("2", 2) and lease_holder(aws) is None
-
-
-def test_max_surge_0_replaces_the_fleet_without_going_below_min_healthy(aws: EmbeddedAws) -> None:
-    floor = healthy_floor_tracker(aws)
-    with steady(aws) as traffic:
-        result = aws.run(spec_of("5", max_surge=0, min_healthy_percent=50), name="rollout-v5", logical_id=ROLLOUT)
-    assert result.status == "SUCCEEDED", result.cause
-    entered = states_entered(result)
-    assert entered.count("TakeOutFirst") == 2  # an old instance out first, one batch at a time
-    assert floor and min(floor) == 1  # one of two (50%) served throughout, never none
-    assert [o for o in traffic.outcomes if not o.ok] == []
-    assert sorted(serving_versions(aws).values()) == ["5", "5"]
+    assert registered_version(aws) == ("5", 2) and lease_holder(aws) is None
 
 
 def test_no_capacity_for_the_new_version_keeps_the_fleet_at_its_minimum_healthy_size(aws: EmbeddedAws) -> None:

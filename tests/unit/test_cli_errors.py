@@ -5,6 +5,7 @@ closed loopback ports."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -200,7 +201,7 @@ def machines_at(names: list[str]) -> Any:
 
 def find(names: list[str], stack_name: str | None = None) -> str:
     args = argparse.Namespace(endpoint_url="http://127.0.0.1:4566", stack_name=stack_name)
-    return commands._find_state_machine(boto3.session.Session(), machines_at(names), args)
+    return commands.find_state_machine(boto3.session.Session(), machines_at(names), args)
 
 
 def test_provision_fleet_is_found_by_the_templates_name() -> None:
@@ -223,6 +224,50 @@ def test_provision_fleet_missing_or_ambiguous_names_what_is_there() -> None:
         find(["a-ProvisionFleet", "b-ProvisionFleet"])
     assert str(ambiguous.value) == ("2 ProvisionFleet state machines at http://127.0.0.1:4566 (a-ProvisionFleet, "
                                     "b-ProvisionFleet): pass --stack-name or --state-machine-arn")
+
+
+def test_rollout_and_delete_find_their_own_state_machines() -> None:
+    from eiplane.cli.deletion import DELETE_FLEET_SUFFIX
+
+    local = ["eiplane-local-DeleteFleet", "eiplane-local-ProvisionFleet", "eiplane-local-RolloutFleet"]
+    args = argparse.Namespace(endpoint_url="http://127.0.0.1:4566", stack_name=None)
+    for suffix in (commands.ROLLOUT_FLEET_SUFFIX, DELETE_FLEET_SUFFIX):
+        found = commands.find_state_machine(boto3.session.Session(), machines_at(local), args, suffix, "unused")
+        assert found.endswith(f":stateMachine:eiplane-local{suffix}")
+    given = argparse.Namespace(endpoint_url=None, stack_name=None, state_machine_arn="arn:given")
+    assert commands.find_state_machine(boto3.session.Session(), machines_at([]), given) == "arn:given"
+
+
+def test_a_rollout_of_an_invalid_spec_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = json.loads(Path(GPU_SPEC).read_text())
+    spec["rollout"] = {"max_surge": 0}  # with min_healthy_percent 100: no batch could ever proceed
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    # no stub, no endpoint: a call would fail differently; the spec is refused before any
+    line = one_line_error(capsys, main(["fleet", "rollout", str(path), "--state-machine-arn", "arn:x"]))
+    assert line.startswith("InvalidFleetSpec: ") and "min_healthy_percent" in line
+
+
+def test_a_rolled_back_rollout_exits_1_with_its_cause(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from eiplane.executions import ExecutionResult
+
+    stub_session(monkeypatch, {})
+    started: list[dict[str, Any]] = []
+
+    class Machines:
+        def start_execution(self, **request: Any) -> dict[str, str]:
+            started.append(request)
+            return {"executionArn": "arn:aws:states:us-east-1:123456789012:execution:eiplane-RolloutFleet:r"}
+
+    cause = "BatchFailed: batch 1 (...) FAILED: FleetIncomplete: ...; 2 of 2 instance(s) serve tiny-cnn:1"
+    monkeypatch.setattr(commands.aws_session(None, None), "client", lambda service, **_: Machines())
+    monkeypatch.setattr(commands, "follow", lambda sfn, arn, **_: ExecutionResult(
+        arn=arn, status="FAILED", output=None, error="RolledBack", cause=cause, events=[]))
+    code = main(["fleet", "rollout", GPU_SPEC, "--state-machine-arn", "arn:machine"])
+    assert code == 1 and started[0]["stateMachineArn"] == "arn:machine"
+    assert json.loads(started[0]["input"])["name"] == "demo-gpu"
+    assert "FAILED: RolledBack: BatchFailed" in capsys.readouterr().err
 
 
 # --- files and arguments ---------------------------------------------------------------------------

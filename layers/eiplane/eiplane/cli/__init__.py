@@ -4,6 +4,7 @@
   eiplane artifact push DIR --fleet F [--stack-name eiplane | --bucket B | --endpoint-url URL] [--region R]
   eiplane artifact validate DIR [--device cuda] [--precisions fp32,fp16,bf16]
   eiplane fleet apply SPEC.yaml [--local | --endpoint-url URL] [--stack-name eiplane] [--region R]
+  eiplane fleet rollout SPEC.yaml [--endpoint-url URL] [--stack-name eiplane] [--region R]
   eiplane fleet status NAME [--endpoint-url URL] [--stack-name eiplane] [--region R] [--json FILE]
   eiplane fleet list [--endpoint-url URL] [--stack-name eiplane] [--region R] [--json [FILE]]
   eiplane fleet delete NAME [--dry-run] [--purge-artifacts] [--yes] [--endpoint-url URL] [--stack-name eiplane]
@@ -75,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--report", help="also write the execution output as JSON here")
     apply.add_argument("--artifact", help="with --local: push this packed artifact to the fleet first")
     apply.set_defaults(handler=commands.fleet_apply)
+    rollout = fleet.add_parser("rollout", help="start RolloutFleet for a spec naming a new model version and follow "
+                                               "it (batches, bake, guardrails, rollback)")
+    rollout.add_argument("spec", help="the fleet's spec with the new model.version (and rollout settings)")
+    rollout.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    rollout.add_argument("--stack-name", help=STACK_HELP.format(what="the RolloutFleet state machine"))
+    rollout.add_argument("--state-machine-arn", help="skip the stack look-up")
+    rollout.add_argument("--region", help=REGION_HELP)
+    rollout.add_argument("--name", help="execution name (default: rollout-<fleet>-<UTC time>)")
+    rollout.add_argument("--report", help="also write the outcome as JSON here")
+    rollout.set_defaults(handler=commands.fleet_rollout)
     status = fleet.add_parser("status", help="the fleet's endpoint, each slot's state, instance, target health and "
                                              "validation figures")
     invoke = sub.add_parser("invoke", help="one request through the fleet's endpoint: prints the outputs and the latency")

@@ -39,6 +39,7 @@ LOCAL_REGION = "us-east-1"
 LOCAL_ACCESS_KEY_ID = LOCAL_SECRET_ACCESS_KEY = "testing"  # noqa: S105 - moto's dummy credentials, not a secret
 # template.yaml: `Name: !Sub ${AWS::StackName}-ProvisionFleet`
 PROVISION_FLEET_SUFFIX = "-ProvisionFleet"
+ROLLOUT_FLEET_SUFFIX = "-RolloutFleet"
 NO_REGION = ("no AWS region configured: pass --region, or set AWS_REGION (or AWS_DEFAULT_REGION), "
              "or run `aws configure`")
 NO_CREDENTIALS = ("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "
@@ -171,9 +172,34 @@ def fleet_apply(args: argparse.Namespace) -> int:
         raise CommandError("--artifact is for --local; elsewhere push it first: eiplane artifact push")
     session = aws_session(args.region, args.endpoint_url)
     sfn = session.client("stepfunctions", endpoint_url=args.endpoint_url)
-    arn = args.state_machine_arn or _find_state_machine(session, sfn, args)
+    arn = find_state_machine(session, sfn, args)
     return run_and_report(sfn, session.client("s3", endpoint_url=args.endpoint_url), arn, spec, name, args.report,
                           poll_s=LOCAL_POLL_S if is_loopback(args.endpoint_url) else 1.0)
+
+
+def fleet_rollout(args: argparse.Namespace) -> int:
+    """Start RolloutFleet with the spec naming the new version, follow it, print its outcome: exit 0 when
+    it rolled out, 1 when it rolled back (the cause says why and what serves now) or failed."""
+    spec = load_spec_file(args.spec)
+    parse_fleet_spec(spec)  # InvalidFleetSpec here, before anything starts; the state machine checks again
+    session = aws_session(args.region, args.endpoint_url)
+    sfn = session.client("stepfunctions", endpoint_url=args.endpoint_url)
+    machine = find_state_machine(session, sfn, args, ROLLOUT_FLEET_SUFFIX, "RolloutFleetStateMachineArn")
+    name = args.name or execution_name(f"rollout-{spec['name']}")
+    arn = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(spec))["executionArn"]
+    print(f"execution {arn}")
+    result = follow(sfn, arn, poll_s=LOCAL_POLL_S if is_loopback(args.endpoint_url) else 1.0)
+    if result.status == "SUCCEEDED":
+        document: Any = result.output
+        print(f"rolled out: {document['version_before']} -> {document['version_after']} in {document['batches']} "
+              f"batch(es), {document['replaced']} instance(s) replaced; {document['reason']}")
+    else:
+        document = {"status": result.status, "error": result.error, "message": result.error_message(),
+                    "execution_arn": arn}
+        print(f"{result.status}: {result.error}: {result.error_message()}", file=sys.stderr)
+    if args.report:
+        write_json(args.report, document)
+    return 0 if result.status == "SUCCEEDED" else 1
 
 
 def artifact_pack(args: argparse.Namespace) -> int:
@@ -268,23 +294,27 @@ def _stack_output(session: boto3.session.Session, stack_name: str, key: str) -> 
     return str(outputs[key])
 
 
-def _find_state_machine(session: boto3.session.Session, sfn: BaseClient, args: argparse.Namespace) -> str:
-    """ProvisionFleet is named `<stack>-ProvisionFleet` (template.yaml). At an endpoint (no
-    CloudFormation there), the one so named: --stack-name's if given, else the only one."""
+def find_state_machine(session: boto3.session.Session, sfn: BaseClient, args: argparse.Namespace,
+                       suffix: str = PROVISION_FLEET_SUFFIX, output: str = "ProvisionFleetStateMachineArn") -> str:
+    """A state machine of the stack, named `<stack><suffix>` (template.yaml): --state-machine-arn if given; at
+    an endpoint (no CloudFormation there), the one so named, --stack-name's if given, else the only one;
+    otherwise the stack's output `output`."""
+    if getattr(args, "state_machine_arn", None):
+        return str(args.state_machine_arn)
     if args.endpoint_url:
         machines = {str(m["name"]): str(m["stateMachineArn"])
                     for page in sfn.get_paginator("list_state_machines").paginate() for m in page["stateMachines"]}
-        wanted = f"{args.stack_name}{PROVISION_FLEET_SUFFIX}" if args.stack_name else None
-        matches = sorted(n for n in machines if (n == wanted if wanted else n.endswith(PROVISION_FLEET_SUFFIX)))
+        wanted = f"{args.stack_name}{suffix}" if args.stack_name else None
+        matches = sorted(n for n in machines if (n == wanted if wanted else n.endswith(suffix)))
         if len(matches) == 1:
             return machines[matches[0]]
         if not matches:
-            raise CommandError(f"no state machine {wanted or '<stack>' + PROVISION_FLEET_SUFFIX} at {args.endpoint_url} "
+            raise CommandError(f"no state machine {wanted or '<stack>' + suffix} at {args.endpoint_url} "
                                f"(state machines there: {', '.join(sorted(machines)) or 'none'}); "
                                "pass --stack-name or --state-machine-arn")
-        raise CommandError(f"{len(matches)} ProvisionFleet state machines at {args.endpoint_url} "
+        raise CommandError(f"{len(matches)} {suffix[1:]} state machines at {args.endpoint_url} "
                            f"({', '.join(matches)}): pass --stack-name or --state-machine-arn")
-    return _stack_output(session, args.stack_name or DEFAULT_STACK_NAME, "ProvisionFleetStateMachineArn")
+    return _stack_output(session, args.stack_name or DEFAULT_STACK_NAME, output)
 
 
 def _check_port_free(port: int) -> None:

@@ -16,9 +16,9 @@ from eiplane.cli.commands import (
     DEFAULT_STACK_NAME,
     LOCAL_POLL_S,
     CommandError,
-    _stack_output,
     aws_session,
     execution_name,
+    find_state_machine,
     is_loopback,
     write_json,
 )
@@ -32,19 +32,7 @@ LOCAL_REFUSED = ("--local starts an embedded AWS of its own for this one command
 
 
 def _state_machine(session: Any, sfn: BaseClient, args: argparse.Namespace) -> str:
-    if args.state_machine_arn:
-        return str(args.state_machine_arn)
-    if args.endpoint_url:  # an `eiplane local up` server: no CloudFormation there
-        machines = {str(m["name"]): str(m["stateMachineArn"])
-                    for page in sfn.get_paginator("list_state_machines").paginate() for m in page["stateMachines"]}
-        wanted = f"{args.stack_name}{DELETE_FLEET_SUFFIX}" if args.stack_name else None
-        matches = sorted(n for n in machines if (n == wanted if wanted else n.endswith(DELETE_FLEET_SUFFIX)))
-        if len(matches) != 1:
-            raise CommandError(f"{len(matches)} state machines named {wanted or '<stack>' + DELETE_FLEET_SUFFIX} at "
-                               f"{args.endpoint_url} ({', '.join(sorted(machines)) or 'none there'}): pass --stack-name "
-                               "or --state-machine-arn")
-        return machines[matches[0]]
-    return _stack_output(session, args.stack_name or DEFAULT_STACK_NAME, "DeleteFleetStateMachineArn")
+    return find_state_machine(session, sfn, args, DELETE_FLEET_SUFFIX, "DeleteFleetStateMachineArn")
 
 
 def _confirm(what: str, args: argparse.Namespace) -> None:

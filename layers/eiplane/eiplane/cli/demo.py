@@ -138,7 +138,7 @@ def run_demo(report_path: str | None = None) -> int:
         snapshots.append(inventory(aws))
         capacity = run_capacity_demo(aws, "demo-gpu", root / "out", clock_file)
         rollout = run_rollout_demo(aws, "demo-gpu", pack_demo_model, root / "out")
-        deletion = run_delete_demo(aws, "demo-inferentia")
+        deletion = run_delete_demo(aws, specs[2]["name"])  # the inferentia fleet (demo-inf2)
 
     second = passes[1]["fleets"]
     gpu_first = next(r["report"] for r in passes[0]["fleets"] if r["report"] and r["report"]["backend"]["type"] == "gpu")

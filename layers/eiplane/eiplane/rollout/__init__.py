@@ -227,7 +227,8 @@ def plan_batch(request: RolloutStep) -> BatchPlan:
                          launch=surge + take_out, retire=surge, new_in_service=len(new), old_in_service=len(old))
         rollout.save({"phase": "planned", "batch": plan.batch, "plan": plan.model_dump(mode="json"),
                       "take_out_first": old[:take_out], "retire": old[take_out:take_out + surge],
-                      "new_target": len(new) + plan.launch, "batch_execution": "", "bake_started_at": ""})
+                      "new_target": len(new) + plan.launch, "batch_execution": "", "bake_started_at": "",
+                      "bake_baseline": {}})
     logger.info(f"{spec.name}: batch {plan.batch}: {plan.launch} new, {take_out} old out first, {surge} old "
                 f"after the bake ({len(old)} old and {len(new)} new in service)")
     return plan
@@ -391,7 +392,13 @@ def await_batch(request: AwaitBatchInput) -> BatchOutcome:
             raise BatchFailed(f"{what} ({launch.execution_arn.rsplit(':', 1)[-1]}) {status}: "
                               f"{described.get('error', '')}: {cause_message(described.get('cause')) or ''}")
         if launch.purpose == "batch" and not rollout.record.get("bake_started_at"):
-            rollout.save({"bake_started_at": datetime.now(UTC).isoformat()})
+            # The balancer's metrics are whole minutes: what the minute the bake starts in already holds (the
+            # old version's requests, an earlier rollout's) is the baseline the checks count from.
+            started = datetime.now(UTC)
+            requests, errors_5xx, _ = _target_group_traffic(
+                rollout.after, load_prerequisites(request.rollout.fleet) or {}, started)
+            rollout.save({"bake_started_at": started.isoformat(),
+                          "bake_baseline": {"requests": requests, "errors_5xx": errors_5xx}})
     return BatchOutcome(purpose=launch.purpose, execution_arn=launch.execution_arn, status=status)
 
 
@@ -413,9 +420,10 @@ def guardrail_verdict(spec: FleetSpec, requests: int, errors_5xx: int, latency_p
 
 
 def check_guardrails(request: GuardrailInput) -> Bake:
-    """One check of the batch's bake: the target group's requests, 5xx and p99 latency since the bake
-    started, and the spec's alarms. GuardrailFired rolls back; `baked` once the checks have covered
-    rollout.bake_seconds (counted in the ASL's waits, so the bake lasts what its Waits last)."""
+    """One check of the batch's bake: the target group's requests and 5xx since the bake started (beyond
+    the baseline of its first minute), its p99 latency over those minutes, and the spec's alarms.
+    GuardrailFired rolls back; `baked` once the checks have covered rollout.bake_seconds (counted in the
+    ASL's waits, so the bake lasts what its Waits last)."""
     checks = request.bake.checks + 1
     with aws_errors():
         rollout = _Rollout(request.rollout)
@@ -423,6 +431,9 @@ def check_guardrails(request: GuardrailInput) -> Bake:
         prerequisites = load_prerequisites(spec.name) or {}
         started = datetime.fromisoformat(str(rollout.record.get("bake_started_at") or datetime.now(UTC).isoformat()))
         requests, errors_5xx, p99 = _target_group_traffic(spec, prerequisites, started)
+        baseline = rollout.record.get("bake_baseline") or {}
+        requests = max(0, requests - int(baseline.get("requests", 0)))
+        errors_5xx = max(0, errors_5xx - int(baseline.get("errors_5xx", 0)))
         alarms = _alarms_in_alarm(spec)
         reason = guardrail_verdict(spec, requests, errors_5xx, p99, alarms)
         if reason:  # (the rollback's FinishRollback records it, from the error)
