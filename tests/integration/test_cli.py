@@ -11,6 +11,7 @@ import pytest
 from eiplane.cli import main
 from eiplane.cli.commands import execution_name
 from tests.conftest import ROOT
+from tests.integration.test_local_server import readme_line
 
 
 @pytest.fixture(autouse=True)
@@ -63,8 +64,11 @@ def test_local_invoke_unknown_function_is_a_clear_error(capsys: pytest.CaptureFi
 def test_fleet_apply_local_follows_and_writes_the_report(tmp_path: Path, artifact: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "report.json"
-    code = main(["fleet", "apply", "events/provision_fleet_inferentia.json", "--local", "--artifact", str(artifact),
-                 "--report", str(report)])
+    # the README's line (its embedded-AWS block), with the artifact the block packs packed here alike
+    words = readme_line("eiplane fleet apply", "--local").split("#")[0].split()
+    assert words == [".venv/bin/eiplane", "fleet", "apply", "events/provision_fleet_inferentia.json", "--local",
+                     "--artifact", "dist/tiny-cnn-1"]
+    code = main([*words[1:-1], str(artifact), "--report", str(report)])
 
     out = capsys.readouterr().out
     assert code == 0
