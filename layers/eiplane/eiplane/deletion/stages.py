@@ -16,6 +16,7 @@ from eiplane.errors import InstancesNotTerminated, ResourceStillInUse
 from eiplane.matching.surge_alarm import surge_alarm_name
 from eiplane.models.deletion import Action, DeletionItem, Kind
 from eiplane.observability import logger
+from eiplane.prerequisites.iam import get_or_none
 from eiplane.prerequisites.load_balancer import _tags as elb_tags
 from eiplane.prerequisites.network import flatten
 from eiplane.provisioning.plan import instance_states
@@ -389,7 +390,7 @@ def iam(fleet: Fleet, deleter: Deleter) -> None:
     ones detached first: AWS refuses to delete a role that has any). Only at eiplane's path."""
     client_ = client("iam", fleet.region)
     name = naming.instance_profile_name(fleet.name)
-    profile = _get(client_.get_instance_profile, "InstanceProfile", InstanceProfileName=name)
+    profile = get_or_none(client_.get_instance_profile, "InstanceProfile", InstanceProfileName=name)
     if profile is None:
         deleter.absent("instance_profile", name, name)
     elif profile.get("Path") != naming.IAM_PATH:
@@ -402,7 +403,7 @@ def iam(fleet: Fleet, deleter: Deleter) -> None:
             client_.delete_instance_profile(InstanceProfileName=name)
         deleter.delete("instance_profile", name, profile["Arn"], delete_profile)
     role_name = naming.instance_role_name(fleet.name)
-    role = _get(client_.get_role, "Role", RoleName=role_name)
+    role = get_or_none(client_.get_role, "Role", RoleName=role_name)
     if role is None:
         deleter.absent("iam_role", role_name, role_name)
         return
@@ -417,15 +418,6 @@ def iam(fleet: Fleet, deleter: Deleter) -> None:
             client_.detach_role_policy(RoleName=role_name, PolicyArn=attached["PolicyArn"])
         client_.delete_role(RoleName=role_name)
     deleter.delete("iam_role", role_name, role["Arn"], delete_role)
-
-
-def _get(call: Any, key: str, **kwargs: Any) -> dict[str, Any] | None:
-    try:
-        return dict(call(**kwargs)[key])
-    except ClientError as exc:
-        if error_code(exc) == "NoSuchEntity":
-            return None
-        raise
 
 
 # --- artifacts and state ----------------------------------------------------------------------

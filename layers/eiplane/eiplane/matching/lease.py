@@ -8,6 +8,7 @@ tick that dies does not block the fleet for longer than its time to live.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -26,36 +27,28 @@ def term_seconds(lease_seconds: int, drain_seconds: int) -> int:
 
 def acquire(fleet: str, owner: str, ttl_s: int, now: float | None = None) -> bool:
     """True if `owner` now holds the fleet's lease (taken, or already its own)."""
-    settings = get_settings()
     now = time.time() if now is None else now
-    try:
-        client("dynamodb", settings.region).put_item(
-            TableName=settings.state_table,
-            Item={**fleet_key(fleet, LEASE), "owner": {"S": owner}, "expires_at": {"N": str(int(now + ttl_s))},
-                  "ttl": {"N": str(int(now + ttl_s + 86400))}},
-            ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
-            ExpressionAttributeNames={"#owner": "owner"},
-            ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
-        )
-    except ClientError as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return _write(fleet, owner, ttl_s, now, "attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
+                  {":now": {"N": str(int(now))}, ":owner": {"S": owner}})
 
 
 def take_over(fleet: str, owner: str, previous_owner: str, ttl_s: int, now: float | None = None) -> bool:
     """Take the lease from `previous_owner` (an execution that has ended without releasing it: a failed
-    deletion); False if someone else holds it by now."""
+    deletion, an aborted rollout); False if someone else holds it by now."""
+    return _write(fleet, owner, ttl_s, time.time() if now is None else now, "#owner = :previous",
+                  {":previous": {"S": previous_owner}})
+
+
+def _write(fleet: str, owner: str, ttl_s: int, now: float, condition: str, values: dict[str, Any]) -> bool:
+    """The lease as `owner`'s for `ttl_s` if `condition` holds; False if it does not."""
     settings = get_settings()
-    now = time.time() if now is None else now
     try:
         client("dynamodb", settings.region).put_item(
             TableName=settings.state_table,
             Item={**fleet_key(fleet, LEASE), "owner": {"S": owner}, "expires_at": {"N": str(int(now + ttl_s))},
                   "ttl": {"N": str(int(now + ttl_s + 86400))}},
-            ConditionExpression="#owner = :previous", ExpressionAttributeNames={"#owner": "owner"},
-            ExpressionAttributeValues={":previous": {"S": previous_owner}},
+            ConditionExpression=condition, ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues=values,
         )
     except ClientError as exc:
         if error_code(exc) == "ConditionalCheckFailedException":

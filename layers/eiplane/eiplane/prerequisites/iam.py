@@ -117,7 +117,8 @@ def reconcile_iam(spec: FleetSpec, reconciler: Reconciler) -> tuple[str | None, 
     return role_arn, profile_arn, naming.instance_profile_name(spec.name)
 
 
-def _get(call: Any, key: str, **kwargs: Any) -> dict[str, Any] | None:
+def get_or_none(call: Any, key: str, **kwargs: Any) -> dict[str, Any] | None:
+    """`call(**kwargs)[key]`, or None where IAM answers NoSuchEntity."""
     try:
         return dict(call(**kwargs)[key])
     except ClientError as exc:
@@ -152,7 +153,7 @@ def _reconcile_role(iam: Any, spec: FleetSpec, account: str, reconciler: Reconci
         raise ValueError("EIPLANE_INSTANCE_BOUNDARY_ARN is not set: the template gives it to the functions that "
                          "plan and create fleet roles")
     changes = reconciler.begin()
-    role = _get(iam.get_role, "Role", RoleName=name)
+    role = get_or_none(iam.get_role, "Role", RoleName=name)
     created = role is None
     if role is None:
         role = changes.make(f"create role {name} under the permissions boundary", lambda: _create_or_get(
@@ -208,7 +209,7 @@ def _reconcile_profile(iam: Any, spec: FleetSpec, reconciler: Reconciler) -> str
     role_name = naming.instance_role_name(spec.name)
     tags = naming.tags_for(naming.INSTANCE_PROFILE, spec)
     changes = reconciler.begin()
-    profile = _get(iam.get_instance_profile, "InstanceProfile", InstanceProfileName=name)
+    profile = get_or_none(iam.get_instance_profile, "InstanceProfile", InstanceProfileName=name)
     created = profile is None
     roles: list[str] = []
     if profile is None:
