@@ -58,7 +58,7 @@ install: $(VENV)/.installed $(AGENT_WHEELS)/.downloaded
 
 $(SAM):
 	$(PYTHON) -m venv $(TOOLS)/sam
-	$(TOOLS)/sam/bin/python -m pip install --quiet --no-compile aws-sam-cli==$(SAM_VERSION)
+	$(TOOLS)/sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_VERSION)
 
 # One npm install makes both (`&:`, a grouped target: under -j it runs once, not once per file).
 $(ASL_VALIDATOR) $(IAM_SIMULATE) &: Makefile
@@ -68,12 +68,12 @@ $(ASL_VALIDATOR) $(IAM_SIMULATE) &: Makefile
 
 $(CHECKOV_INSTALLED):
 	test -x $(TOOLS)/checkov/bin/python || $(PYTHON) -m venv $(TOOLS)/checkov
-	$(TOOLS)/checkov/bin/python -m pip install --quiet --no-compile checkov==$(CHECKOV_VERSION)
+	$(TOOLS)/checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
 $(PARLIAMENT_INSTALLED):
 	test -x $(TOOLS)/parliament/bin/python || $(PYTHON) -m venv $(TOOLS)/parliament
-	$(TOOLS)/parliament/bin/python -m pip install --quiet --no-compile parliament==$(PARLIAMENT_VERSION) 'setuptools<81'
+	$(TOOLS)/parliament/bin/python -m pip install --quiet parliament==$(PARLIAMENT_VERSION) 'setuptools<81'
 	touch $@
 
 tools: $(SAM) $(ASL_VALIDATOR) $(IAM_SIMULATE) $(CHECKOV_INSTALLED) $(PARLIAMENT_INSTALLED)
@@ -82,8 +82,7 @@ demo: install $(IAM_SIMULATE)
 	$(BIN)/eiplane demo --report out/demo-report.json
 
 # The venvs and node packages are independent: built side by side (a fresh clone's test run is
-# mostly their installs), then pytest runs its files on every core (pyproject: -n auto). The tool
-# venvs skip pip's byte-compiling of every file: the tests run a small part of each tool once.
+# mostly their installs), then pytest runs its files on every core (pyproject: -n auto).
 test:
 	$(MAKE) --jobs=4 --output-sync=target install tools
 	$(BIN)/python -m pytest
