@@ -19,7 +19,7 @@ from eiplane.local.engine import EmbeddedAws
 from eiplane.naming import model_prefix
 
 # Each batch serves this long (virtual: the Waits of the embedded AWS) while the guardrails are checked.
-DEMO_BAKE_SECONDS = 120
+DEMO_BAKE_SECONDS = 60
 
 
 def run_rollout_demo(aws: EmbeddedAws, fleet: str, pack_version: Callable[[Path, str], Any], out_dir: Path,
