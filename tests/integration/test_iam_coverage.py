@@ -27,6 +27,7 @@ from eiplane.artifacts.push import push
 from eiplane.local.engine import EmbeddedAws, function_credentials
 from eiplane.local.iam.enforcer import Record
 from eiplane.local.lambda_runtime import clear_handler_hooks
+from eiplane.models.launch import IN_PROGRESS
 from tests.conftest import load_event
 from tests.integration.conftest import (
     Faults,
@@ -206,8 +207,9 @@ def _exercise_everything(aws: EmbeddedAws, faults: Faults, artifact: Path, tmp_p
     assert aws.run(rollout, name="rollout-2", logical_id="RolloutFleetStateMachine").status == "SUCCEEDED"
 
     def batch_instance_on_its_way(_: dict[str, Any]) -> bool:
+        # (from the moment the batch's launch has recorded its instance until it is in service)
         return _in_function("AwaitRolloutBatchFunction") and any(
-            r["state"] in ("registered", "artifact_verified", "validated") and "-rollout-" in str(r.get("execution"))
+            r["state"] in IN_PROGRESS and r.get("instance_id") and "-rollout-" in str(r.get("execution"))
             for r in slot_records(aws, "demo-gpu").values())
 
     faults.fail("stepfunctions", "DescribeExecution", "AccessDeniedException", when=batch_instance_on_its_way)
