@@ -15,6 +15,7 @@ EventBridge rule or a fleet instance makes, against the policies of the role it 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -270,9 +271,12 @@ def unneeded_actions(aws: EmbeddedAws) -> list[str]:
     roles = sorted({*aws.roles.values(), *(r for r in by_role if r.startswith("eiplane-"))})
     policies = {role: enforcer.policies(role) for role in roles}
 
-    def denies_something(role: str, identity: list[dict[str, Any]], boundary: Any) -> bool:
+    def denies_something(role: str, identity: list[dict[str, Any]], boundary: Any, action: str) -> bool:
+        # Taking `action` out of an Allow can deny only the requests for an action it names (a pattern such
+        # as ec2:Describe* names several): the others are decided as before, so only those are replayed.
         return any(not enforcer.evaluate(r.principal, r.request, r.request.context, identity, boundary,
-                                         r.resource_policy).allowed for r in by_role.get(role, []))
+                                         r.resource_policy).allowed for r in by_role.get(role, [])
+                   if fnmatch.fnmatchcase(r.request.action.lower(), action.lower()))
 
     unneeded = []
     for role in roles:
@@ -285,7 +289,7 @@ def unneeded_actions(aws: EmbeddedAws) -> list[str]:
                 for action in _actions(statement) if statement.get("Effect") == "Allow" else []:
                     mutated = [*identity[:position], {**policy, "policy": _without(policy["policy"], index, action)},
                                *identity[position + 1:]]
-                    if not denies_something(role, mutated, boundary):
+                    if not denies_something(role, mutated, boundary, action):
                         unneeded.append(f"{role} {policy['name']} {statement.get('Sid', index)}: {action}")
     # A permissions boundary is shared by every fleet's role: each of its actions must be needed by one of them.
     bounded: dict[str, list[str]] = {}
@@ -298,7 +302,7 @@ def unneeded_actions(aws: EmbeddedAws) -> list[str]:
         for index, statement in enumerate(boundary[0]["policy"]["Statement"]):
             for action in _actions(statement):
                 mutated_boundary = [{**boundary[0], "policy": _without(boundary[0]["policy"], index, action)}]
-                if not any(denies_something(role, policies[role][0], mutated_boundary) for role in users):
+                if not any(denies_something(role, policies[role][0], mutated_boundary, action) for role in users):
                     unneeded.append(f"permissions boundary {arn} {statement.get('Sid', index)}: {action}")
     return unneeded
 
