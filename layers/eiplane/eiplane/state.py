@@ -1,8 +1,9 @@
 """The fleet state table (DynamoDB, one item collection per fleet).
 
 pk = "FLEET#<name>"; sk = "PREREQUISITES" (what the instances will use), "SLOT#<index>" (each
-slot's lifecycle), "LEASE" (capacity matching's one tick at a time) and "DECISION#<time>"
-(each capacity decision, kept 30 days). The registry of fleets that capacity matching looks
+slot's lifecycle), "LEASE" (one tick, rollout or deletion at a time), "ROLLOUT" (the latest
+rollout: both specs, its batches, its outcome) and "DECISION#<time>" (each capacity decision,
+kept 30 days). The registry of fleets that capacity matching looks
 after is one more collection: pk = "REGISTRY", sk = "FLEET#<name>" (the spec, the desired
 size, the last scale-out / scale-in and the scale-out execution in flight). Writes happen only
 when something changed, so a re-run that finds everything in place makes no mutating call.
