@@ -46,7 +46,13 @@ from eiplane.models.matching import (
 from eiplane.models.spec import FleetSpec
 from eiplane.observability import logger, metrics
 from eiplane.provisioning.lifecycle import failure_reason, record_state, stop_into_pool
-from eiplane.provisioning.plan import execution_running, fleet_instances, instance_states, orphaned, running_instances
+from eiplane.provisioning.plan import (
+    execution_running,
+    fleet_instances,
+    instance_states,
+    orphaned,
+    running_slot_instances,
+)
 from eiplane.settings import get_settings
 from eiplane.state import (
     DELETING,
@@ -124,7 +130,7 @@ def observe_and_plan(request: FleetTick) -> CapacityPlan:
         spec, registration = _registered_spec(request.fleet)
         desired_before = int(registration.get("desired", spec.capacity.desired))
         records = load_slots(spec.name)
-        running = running_instances([r["instance_id"] for r in records.values() if r.get("instance_id")], spec.region)
+        running = running_slot_instances(records, spec.region)
         owners = {str(r["execution"]) for r in records.values() if r.get("execution") and (
             r.get("state") == "planned" or (r.get("state") in IN_PROGRESS and r.get("instance_id") in running))}
         active = registration.get("active_execution")
@@ -221,7 +227,7 @@ def replace_unhealthy(request: PlanInput) -> ReplaceResult:
     with aws_errors():
         spec, _ = _registered_spec(request.fleet)
         records = load_slots(spec.name)
-        target_group = _target_group(spec.name)
+        target_group = target_group_of(spec.name)
         # one DescribeInstances for every slot taken out (a terminated instance is listed a while, then gone)
         states = instance_states([str(records[i]["instance_id"]) for i in request.plan.replace
                                   if records.get(i, {}).get("instance_id")], spec.region)
@@ -309,20 +315,17 @@ def drain_slots(request: PlanInput) -> DrainResult:
     draining, cancelled, skipped = [], [], []
     with aws_errors():
         spec, _ = _registered_spec(request.fleet)
-        target_group = _target_group(spec.name)
+        target_group = target_group_of(spec.name)
         records = load_slots(spec.name)
-        running = running_instances([r["instance_id"] for r in records.values() if r.get("instance_id")], spec.region)
+        running = running_slot_instances(records, spec.region)
         for index in request.plan.terminate:
             record = records.get(index, {})
             instance, state = record.get("instance_id"), record.get("state")
             if instance not in running:
                 skipped.append(f"slot {index}: no running instance")
             elif state == "in_service":
-                record_state(spec, index, instance, "draining",
-                             {"reason": f"scale-in ({request.plan.code}) at {request.tick.at.isoformat()}"})
-                if target_group:
-                    client("elbv2", spec.region).deregister_targets(
-                        TargetGroupArn=target_group, Targets=[{"Id": instance, "Port": spec.serving.port}])
+                drain_slot(spec, target_group, index, instance,
+                           f"scale-in ({request.plan.code}) at {request.tick.at.isoformat()}")
                 draining.append(index)
             elif state in IN_PROGRESS and not (record.get("execution") and execution_running(str(record["execution"]))):
                 record_state(spec, index, instance, "terminated", {"reason": "cancelled by scale-in before validation"})
@@ -340,10 +343,27 @@ def drain_slots(request: PlanInput) -> DrainResult:
                        drain_seconds=spec.serving.deregistration_delay_s if draining else 0)
 
 
-def _target_group(fleet: str) -> str | None:
+def target_group_of(fleet: str) -> str | None:
     """The fleet's target group, as its prerequisites stage recorded it."""
     record = load_prerequisites(fleet) or {}
     return record.get("target_group_arn")
+
+
+def drain_slot(spec: FleetSpec, target_group: str | None, index: int, instance: str, reason: str) -> None:
+    """Take an in-service slot out: recorded and tagged "draining", deregistered from the load balancer
+    (which sends it no new request and lets those in flight finish for the deregistration delay)."""
+    record_state(spec, index, instance, "draining", {"reason": reason})
+    if target_group:
+        client("elbv2", spec.region).deregister_targets(
+            TargetGroupArn=target_group, Targets=[{"Id": instance, "Port": spec.serving.port}])
+
+
+def ensure_drained(spec: FleetSpec, target_group: str | None, instance_ids: list[str], drain_seconds: int) -> None:
+    """TargetsStillDraining (retried by the ASL) while the load balancer still reports any of these targets
+    draining: requests are in flight, nothing may be terminated or stopped yet."""
+    still = sorted(i for i, state in target_states(spec, target_group, instance_ids).items() if state == "draining")
+    if still:
+        raise TargetsStillDraining(f"{', '.join(still)} still draining after {drain_seconds} s: requests are in flight")
 
 
 def terminate_drained(request: TerminateDrainedInput) -> TerminateResult:
@@ -354,13 +374,10 @@ def terminate_drained(request: TerminateDrainedInput) -> TerminateResult:
     with aws_errors():
         spec, _ = _registered_spec(request.fleet)
         records = load_slots(spec.name)
-        target_group = _target_group(spec.name)
+        target_group = target_group_of(spec.name)
         drained = [str(records[i]["instance_id"]) for i in request.drain.draining
                    if records.get(i, {}).get("state") == "draining" and records[i].get("instance_id")]
-        still = sorted(i for i, state in target_states(spec, target_group, drained).items() if state == "draining")
-        if still:
-            raise TargetsStillDraining(f"{', '.join(still)} still draining after "
-                                       f"{request.drain.drain_seconds} s: requests are in flight")
+        ensure_drained(spec, target_group, drained, request.drain.drain_seconds)
         states = instance_states([r["instance_id"] for r in records.values() if r.get("instance_id")], spec.region)
         pool = sum(r.get("state") == "warm" and states.get(r.get("instance_id", "")) in ("stopping", "stopped")
                    for r in records.values())

@@ -243,6 +243,11 @@ def running_instances(instance_ids: list[str], region: str) -> set[str]:
     return {i for i, state in instance_states(instance_ids, region).items() if state in _RUNNING}
 
 
+def running_slot_instances(records: dict[int, dict[str, Any]], region: str) -> set[str]:
+    """The instances the slot records name that are pending or running (one DescribeInstances)."""
+    return running_instances([r["instance_id"] for r in records.values() if r.get("instance_id")], region)
+
+
 def _shared(request: PlanLaunchInput) -> LaunchShared:
     spec = request.spec
     bucket = get_settings().artifacts_bucket

@@ -32,12 +32,11 @@ from eiplane.errors import (
     GuardrailFired,
     NothingToRollOut,
     RolloutBlocked,
-    TargetsStillDraining,
 )
 from eiplane.executions import cause_message
 from eiplane.matching import lease as leases
 from eiplane.matching.observe import balancer_dimension
-from eiplane.matching.tick import target_states
+from eiplane.matching.tick import drain_slot, ensure_drained, target_group_of
 from eiplane.models.launch import IN_PROGRESS
 from eiplane.models.rollout import (
     AwaitBatchInput,
@@ -60,7 +59,7 @@ from eiplane.models.rollout import (
 from eiplane.models.spec import FleetSpec, parse_fleet_spec
 from eiplane.observability import logger
 from eiplane.provisioning.lifecycle import failure_reason, record_state
-from eiplane.provisioning.plan import execution_running, read_artifact, running_instances, serves_version
+from eiplane.provisioning.plan import execution_running, read_artifact, running_slot_instances, serves_version
 from eiplane.settings import get_settings
 from eiplane.state import (
     ROLLOUT_ACTIVE,
@@ -106,7 +105,7 @@ def _hold(fleet: str, owner: str, spec: FleetSpec) -> None:
 
 def _in_service(fleet: str, region: str) -> dict[int, dict[str, Any]]:
     records = load_slots(fleet)
-    running = running_instances([r["instance_id"] for r in records.values() if r.get("instance_id")], region)
+    running = running_slot_instances(records, region)
     return {i: r for i, r in records.items() if r.get("state") == "in_service" and r.get("instance_id") in running}
 
 
@@ -243,10 +242,9 @@ def drain_group(request: SlotGroupInput) -> DrainResult:
     with aws_errors():
         rollout = _Rollout(request.rollout)
         spec = rollout.after
-        target_group = (load_prerequisites(spec.name) or {}).get("target_group_arn")
+        target_group = target_group_of(spec.name)
         records = load_slots(spec.name)
-        running = running_instances([r["instance_id"] for r in records.values() if r.get("instance_id")],
-                                    spec.region)
+        running = running_slot_instances(records, spec.region)
         if request.group == "rollback":
             indexes, terminated = _roll_back_new(rollout, records, running, target_group)
         else:
@@ -260,10 +258,7 @@ def drain_group(request: SlotGroupInput) -> DrainResult:
             elif record.get("state") == "in_service" and instance in running:
                 why = ("rolled back" if request.group == "rollback"
                        else f"replaced by {request.rollout.version_after}")
-                record_state(spec, index, str(instance), "draining", {"reason": f"rollout: {why}"})
-                if target_group:
-                    client("elbv2", spec.region).deregister_targets(
-                        TargetGroupArn=target_group, Targets=[{"Id": str(instance), "Port": spec.serving.port}])
+                drain_slot(spec, target_group, index, str(instance), f"rollout: {why}")
                 draining.append(index)
         if request.group == "rollback":
             rollout.save({"rollback": draining})
@@ -309,14 +304,10 @@ def retire_group(request: SlotGroupInput) -> RetireResult:
         rollout = _Rollout(request.rollout)
         spec = rollout.after
         records = load_slots(spec.name)
-        target_group = (load_prerequisites(spec.name) or {}).get("target_group_arn")
         group = [i for i in (rollout.record.get(request.group) or [])
                  if records.get(i, {}).get("state") == "draining" and records[i].get("instance_id")]
         instances = {i: str(records[i]["instance_id"]) for i in group}
-        still = sorted(i for i, state in target_states(spec, target_group, list(instances.values())).items()
-                       if state == "draining")
-        if still:
-            raise TargetsStillDraining(f"{', '.join(still)} still draining after {request.rollout.drain_seconds} s")
+        ensure_drained(spec, target_group_of(spec.name), list(instances.values()), request.rollout.drain_seconds)
         why = {"take_out_first": "taken out for its replacement (max_surge)", "retire": "replaced",
                "rollback": "rolled back"}[request.group]
         for index, instance in instances.items():
