@@ -139,6 +139,11 @@ def test_a_rollout_under_steady_traffic_replaces_every_instance_with_no_failed_r
     assert sorted(after.values()) == ["2", "2"] and not set(after) & set(before)
     assert not set(before) & set(running_instances(aws))  # the old ones terminated, not left running
     assert registered_version(aws) == ("2", 2)  # capacity matching scales version 2 from here
+    # registered by the rollout's end, not by a batch (whose ProvisionFleet must not register its spec:
+    # a rollback would find the fleet registered with the version it rolls back)
+    registry = aws.client("dynamodb").get_item(TableName=aws.stack.outputs["FleetStateTableName"],
+                                               Key={"pk": {"S": "REGISTRY"}, "sk": {"S": f"FLEET#{FLEET}"}})["Item"]
+    assert registry["registered_by"]["S"] == result.arn
     assert lease_holder(aws) is None
     # each batch's report (ProvisionFleet's) names the version and manifest its new instance validated
     (batch,) = fleet_report(aws, aws.wait(batch_executions(result)[-1]))["instances"][-1:]
