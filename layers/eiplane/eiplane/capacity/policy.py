@@ -43,7 +43,9 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Annotated, Literal
+from itertools import accumulate
+from operator import sub
+from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -216,22 +218,55 @@ def _median(values: list[float]) -> float:
 
 
 def _reference(history: list[float | None], lags: list[int], lo: int, hi: int, half: int) -> list[float | None]:
-    """For x in lo..hi: the median over lags of the mean of history[x-lag-half .. x-lag+half]."""
-    end = len(history) - 1
-    columns: list[list[float]] = [[] for _ in range(hi - lo + 1)]
+    """For x in lo..hi: the median over lags of the mean of history[x-lag-half .. x-lag+half] (the present minutes
+    of the window, cut to the history); None where no lag has one.
+
+    Runs at every tick, for every lag, for every x: so where every window is whole (the usual case), this takes a
+    shortcut that gives the same floats as the general rule (`_lagged_means`), and so the same decisions."""
+    width = 2 * half + 1
+    rows: list[list[float]] = []  # per lag: the window sums for x = lo..hi
     for lag in lags:
-        a, b = max(0, lo - lag - half), min(end, hi - lag + half)
-        if a > b:
-            continue
-        sums, counts = [0.0], [0]
-        for value in history[a:b + 1]:
-            sums.append(sums[-1] + (value if value is not None else 0.0))
-            counts.append(counts[-1] + (value is not None))
-        for x in range(lo, hi + 1):
-            i, j = max(a, x - lag - half) - a, min(b, x - lag + half) - a + 1
-            if i < j and counts[j] > counts[i]:
-                columns[x - lo].append((sums[j] - sums[i]) / (counts[j] - counts[i]))
-    return [_median(col) if col else None for col in columns]
+        first, last = lo - lag - half, hi - lag + half
+        window = history[first:last + 1] if first >= 0 else []
+        if len(window) < last - first + 1 or None in window:  # cut by either end of the history, or a minute missing
+            return _reference_any(history, lags, lo, hi, half)
+        # prefix sums from the window's first minute, and differences of them: the same floats as the general rule
+        sums = list(accumulate(cast(list[float], window), initial=0.0))
+        rows.append(list(map(sub, sums[width:], sums)))
+    if not rows:
+        return [None] * (hi - lo + 1)
+    # the median of the sums, then divided: dividing by the same positive width keeps their order, so this is the
+    # median of the means, to the bit (for an even count each middle sum is divided before they are averaged)
+    mid = len(rows) // 2
+    columns = map(sorted, zip(*rows, strict=True))
+    if len(rows) % 2:
+        return [column[mid] / width for column in columns]
+    return [(column[mid - 1] / width + column[mid] / width) / 2 for column in columns]
+
+
+def _reference_any(history: list[float | None], lags: list[int], lo: int, hi: int, half: int) -> list[float | None]:
+    """`_reference` for any history: missing minutes, and windows cut by the history's ends."""
+    rows = [means for lag in lags if (means := _lagged_means(history, lag, lo, hi, half)) is not None]
+    columns = ([value for value in column if value is not None] for column in zip(*rows, strict=True))
+    return [_median(column) if column else None for column in columns] if rows else [None] * (hi - lo + 1)
+
+
+def _lagged_means(history: list[float | None], lag: int, lo: int, hi: int, half: int) -> list[float | None] | None:
+    """For x in lo..hi: the mean of the present values of history[x-lag-half .. x-lag+half] (the window cut to the
+    history), None where it holds none; None for the whole lag where no window reaches the history."""
+    end = len(history) - 1
+    a, b = max(0, lo - lag - half), min(end, hi - lag + half)
+    if a > b:
+        return None
+    sums, counts = [0.0], [0]
+    for value in history[a:b + 1]:
+        sums.append(sums[-1] + (value if value is not None else 0.0))
+        counts.append(counts[-1] + (value is not None))
+    means: list[float | None] = []
+    for x in range(lo, hi + 1):
+        i, j = max(a, x - lag - half) - a, min(b, x - lag + half) - a + 1
+        means.append((sums[j] - sums[i]) / (counts[j] - counts[i]) if i < j and counts[j] > counts[i] else None)
+    return means
 
 
 def _candidate(history: list[float | None], method: Literal["weekly", "daily", "recent"], lags: list[int], lead: int,
@@ -242,47 +277,58 @@ def _candidate(history: list[float | None], method: Literal["weekly", "daily", "
     lo = max(0, end - s.backtest_minutes - horizon - width)
     hi = end + lead + horizon
     ref = [1.0] * (hi - lo + 1) if method == "recent" else _reference(history, lags, lo, hi, s.smoothing_minutes)
+    observed, past_ref = history[lo:end + 1], ref[:end - lo + 1]  # minutes lo..end (ref[x - lo] is minute x's)
 
     # prefix sums of demand and reference over minutes where both exist: the level ratio at any t
-    demand_sum, ref_sum = [0.0], [0.0]
-    for x in range(lo, end + 1):
-        value, base = history[x], ref[x - lo]
-        both = value is not None and base is not None
-        demand_sum.append(demand_sum[-1] + (value if both and value is not None else 0.0))
-        ref_sum.append(ref_sum[-1] + (base if both and base is not None else 0.0))
+    if None in observed or None in past_ref:
+        both = [value is not None and base is not None for value, base in zip(observed, past_ref, strict=True)]
+        demand_sum = list(accumulate((value if ok and value is not None else 0.0
+                                      for value, ok in zip(observed, both, strict=True)), initial=0.0))
+        ref_sum = list(accumulate((base if ok and base is not None else 0.0
+                                   for base, ok in zip(past_ref, both, strict=True)), initial=0.0))
+        complete: tuple[list[float], list[float]] | None = None
+    else:  # the usual case: the same sums without the per-minute checks
+        present_demand, present_ref = cast(list[float], observed), cast(list[float], past_ref)
+        demand_sum, ref_sum = list(accumulate(present_demand, initial=0.0)), list(accumulate(present_ref, initial=0.0))
+        complete = present_demand, present_ref
 
-    def window_level(t: int, minutes: int) -> float | None:
-        i, j = max(lo, t - minutes + 1) - lo, t - lo + 1
-        denominator = ref_sum[j] - ref_sum[i]
-        return (demand_sum[j] - demand_sum[i]) / denominator if denominator > 0 else None
+    def window_levels(times: list[int], minutes: int) -> list[float | None]:
+        """Per t: demand over reference in the `minutes` up to t (None without reference there)."""
+        spans = [(max(lo, t - minutes + 1) - lo, t - lo + 1) for t in times]
+        return [(demand_sum[j] - demand_sum[i]) / (ref_sum[j] - ref_sum[i]) if ref_sum[j] - ref_sum[i] > 0 else None
+                for i, j in spans]
+
+    def levels(times: list[int]) -> list[float | None]:
+        """The level ratio at each t: the long window's, raised to the short window's where that is higher."""
+        long = window_levels(times, width)
+        if not s.short_level_minutes:
+            return long
+        short = window_levels(times, s.short_level_minutes)
+        return [lg if lg is None or sh is None else max(lg, sh) for lg, sh in zip(long, short, strict=True)]
 
     def level(t: int) -> float | None:
-        long = window_level(t, width)
-        if long is None or not s.short_level_minutes:
-            return long
-        short = window_level(t, s.short_level_minutes)
-        return long if short is None else max(long, short)
+        return levels([t])[0]
 
-    errors: list[float] = []
-    samples = 0
-    for t in range(end - horizon, lo + width - 2, -s.backtest_step_minutes):
-        ratio = level(t)
-        if ratio is None or ratio <= 0:
-            continue
-        counted = False
-        for x in range(t + launch + 1, t + horizon + 1):
-            actual, base = history[x], ref[x - lo]
-            if actual is None or base is None or actual <= 0 or base <= 0:
-                continue
-            errors.append(math.log(actual / (base * ratio)))
-            counted = True
-        samples += counted
+    # the backtest: what a forecast made at each t would have got wrong at lead times L+1..L+N, on the minutes
+    # where demand and reference are both there and positive (a log error needs both)
+    times = list(range(end - horizon, lo + width - 2, -s.backtest_step_minutes))
+    spans = [(ratio, t + launch + 1 - lo, t + horizon + 1 - lo) for t, ratio in zip(times, levels(times), strict=True)
+             if ratio is not None and ratio > 0]
+    if complete is not None and min(complete[0], default=1.0) > 0 and min(complete[1], default=1.0) > 0:
+        pairs = list(zip(*complete, strict=True))  # the usual case: every minute scores
+        errors = [math.log(actual / (base * ratio)) for ratio, i, j in spans for actual, base in pairs[i:j]]
+        samples = len(spans)
+    else:
+        scorable = [(actual, base) if actual is not None and base is not None and actual > 0 and base > 0 else None
+                    for actual, base in zip(observed, past_ref, strict=True)]
+        errors = [math.log(actual / (base * ratio)) for ratio, i, j in spans for actual, base in filter(None, scorable[i:j])]
+        samples = sum(1 for _, i, j in spans if any(scorable[i:j]))
 
     ratio_now = level(end)
     if ratio_now is None:
         return None
-    future = [ref[x - lo] for x in range(end + lead + 1, hi + 1)]
-    if any(base is None for base in future):
+    future = ref[end + lead + 1 - lo:]
+    if None in future:
         return None
     values = [base * ratio_now for base in future if base is not None]
     if samples >= s.min_backtest_samples and errors:
@@ -312,7 +358,7 @@ def _candidate(history: list[float | None], method: Literal["weekly", "daily", "
 def forecast(observation: Observation, settings: PolicySettings) -> Forecast | None:
     """The best-backtesting forecast of the next L+N minutes after now, or None without any demand data."""
     history = observation.history
-    if not any(value is not None for value in history):
+    if all(value is None for value in reversed(history)):  # from the newest: it is usually there
         return None
     end = len(history) - 1
     lead = observation.now - observation.history_end_minute

@@ -52,7 +52,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from eiplane.capacity.policy import Observation, PolicySettings, Slot, SlotState, plan
 
@@ -378,6 +378,7 @@ class EiplanePolicy:
         self.history_minutes = (max(s.season_weeks * 10080, s.season_days * 1440) + s.level_minutes + s.backtest_minutes
                                 + s.horizon + s.smoothing_minutes + 2)
         self.decisions: list[tuple[int, str, str]] = []  # (minute, code, reason) of every action taken
+        self._ready_slots: dict[str, Slot] = {}  # by id: the ready slots at the last tick
 
     def ticks(self, minute: int, alarm: bool) -> str | None:
         if (minute + 1) % self.settings.interval_minutes == 0:
@@ -387,11 +388,14 @@ class EiplanePolicy:
     def decide(self, view: FleetView) -> Action:
         cfg = view.config
         now = cfg.start_minute + view.minute
-        slots = [Slot.model_construct(id=s.id, state=SlotState.READY, minutes_until_ready=0.0, throughput_rps=None)
-                 for s in view.ready]
+        # a ready slot looks the same at every tick: its Slot is reused (building each one anew took a tenth of the time)
+        known = self._ready_slots
+        self._ready_slots = {s.id: known.get(s.id) or Slot.model_construct(
+            id=s.id, state=SlotState.READY, minutes_until_ready=0.0, throughput_rps=None) for s in view.ready}
+        slots = list(self._ready_slots.values())
         slots += [Slot.model_construct(id=s.id, state=SlotState.LAUNCHING, minutes_until_ready=(s.ready_s - view.now_s) / 60,
                                        throughput_rps=None) for s in view.launching]
-        history: list[float | None] = list(view.past(self.history_minutes))
+        history = cast("list[float | None]", view.past(self.history_minutes))  # a fresh list: no copy of it
         observation = Observation.model_construct(
             history=history, history_end_minute=now, now_minute=None, slots=slots, capacity_per_instance_rps=cfg.capacity_rps,
             min_size=cfg.min_size, max_size=cfg.max_size, last_scale_out_minute=self.last_out, last_scale_in_minute=self.last_in)
