@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from eiplane.capacity.policy import Observation, PolicySettings, Slot, SlotState, plan
+from eiplane.capacity.policy import ForecastCache, Observation, PolicySettings, Slot, SlotState, plan
 
 EPS = 1e-9
 
@@ -132,8 +132,9 @@ class FleetView:
         return self._demand[self.minute]
 
     def past(self, minutes: int) -> list[float]:
-        """The last `minutes` datapoints, ending with this minute's."""
-        return list(self._demand[max(0, self.minute + 1 - minutes):self.minute + 1])
+        """The last `minutes` datapoints, ending with this minute's: a new list."""
+        window = self._demand[max(0, self.minute + 1 - minutes):self.minute + 1]
+        return window if isinstance(window, list) else list(window)  # a list's slice is a copy already
 
 
 class Controller(Protocol):
@@ -368,10 +369,13 @@ def _drop(view: FleetView, count: int) -> tuple[str, ...]:
 class EiplanePolicy:
     """The real `plan()`, on the schedule plus the alarm fast path, carrying its cool-down state as the Lambda does."""
 
-    def __init__(self, settings: PolicySettings | None = None, name: str = "eiplane", alarm: bool = True):
+    def __init__(self, settings: PolicySettings | None = None, name: str = "eiplane", alarm: bool = True, cache: bool = True):
         self.settings = settings or PolicySettings()
         self.name = name
         self.alarm = alarm
+        # the trace never changes a minute, so what plan() worked out about past minutes may be kept from tick to tick
+        # (the same decisions; without it, every tick recomputes them as the Lambda does)
+        self.cache = ForecastCache() if cache else None
         self.last_out: int | None = None
         self.last_in: int | None = None
         s = self.settings
@@ -399,7 +403,7 @@ class EiplanePolicy:
         observation = Observation.model_construct(
             history=history, history_end_minute=now, now_minute=None, slots=slots, capacity_per_instance_rps=cfg.capacity_rps,
             min_size=cfg.min_size, max_size=cfg.max_size, last_scale_out_minute=self.last_out, last_scale_in_minute=self.last_in)
-        decision = plan(observation, self.settings)
+        decision = plan(observation, self.settings, self.cache)
         if decision.launch:
             self.last_out = now
         if decision.terminate:
