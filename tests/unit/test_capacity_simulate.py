@@ -101,6 +101,39 @@ def test_oracle_replayed_through_the_simulator_costs_the_same_and_never_violates
     assert result.summary.cost_vs_oracle == pytest.approx(1.0)
 
 
+def test_the_oracle_never_goes_below_the_fleets_minimum() -> None:
+    # no demand at all: the minimum of 2 instances, kept the whole 90 minutes (exactly 3 instance-hours), no launch
+    idle = oracle([0.0] * 90, replace(SMALL, min_size=2))
+    assert idle.required == [2] * 90 and idle.launches == 0
+    assert idle.instance_hours == 2 * 90 / 60
+    # a burst among idle minutes: 2 instances throughout, a third only for the burst (launched L = 2 before it,
+    # drained D = 1 after it)
+    burst = oracle([0.0] * 10 + [250.0] + [0.0] * 10, replace(SMALL, min_size=2))
+    assert burst.required == [2] * 10 + [3] + [2] * 10
+    assert burst.runs == [(0, 20, True), (0, 20, True), (10, 10, False)]
+    assert burst.instance_hours == pytest.approx((2 * 21 + (2 + 1 + 1)) * 60 / 3600)
+
+
+def test_cost_against_the_oracle_on_idle_minutes_counts_the_minimum_on_both_sides() -> None:
+    result = simulate([0.0] * 60, EiplanePolicy(), SimConfig(min_size=2))
+    assert result.summary.instance_hours == pytest.approx(2.0)
+    assert result.summary.oracle_instance_hours == pytest.approx(2.0)
+    assert result.summary.cost_vs_oracle == pytest.approx(1.0)  # infinite when the oracle ignored the minimum
+
+
+def test_the_oracle_with_a_minimum_replayed_through_the_simulator() -> None:
+    cfg = replace(SMALL, min_size=2)
+    rng = random.Random(5)  # noqa: S311 - test data
+    demand = [0.0] * 3 + [rng.choice([0, 0, 0, 80, 150, 310, 420]) for _ in range(200)]
+    best = oracle(demand, cfg)
+    result = simulate(demand, Schedule(best.runs, cfg), cfg, oracle_result=best)
+    assert result.timeline[0].ready == best.required[0] == 2  # the simulator's first fleet is the oracle's
+    assert min(row.ready for row in result.timeline) == 2
+    assert result.summary.violation_minutes == 0
+    assert result.summary.launches == best.launches
+    assert result.summary.cost_vs_oracle == pytest.approx(1.0)
+
+
 # --- simulator mechanics ----------------------------------------------------------------------
 
 

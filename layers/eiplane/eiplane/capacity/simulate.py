@@ -15,12 +15,13 @@ The model (every figure in minutes unless named otherwise):
 - Billing is per second with a 60-second minimum per running period (an instance's lifetime
   unless it was resumed from the warm pool); launching and draining time are billed. Instances
   still running at the end of the trace are billed to its end. The initial fleet
-  (ceil(d[0] / (capacity x `initial_utilisation`)), the same for every controller) is billed
-  from 0 without a launch.
-- The oracle (perfect foresight, exact optimum): ceil(d[t] / capacity) instances ready in every
-  minute; taken as layers, instance k is kept through an idle gap of at most L + D minutes and
-  relaunched (drain D + launch L, billed) after a longer one. Keeping costs the gap, relaunching
-  costs L + D, and the cost separates by layer, so this is optimal. It needs no warm pool.
+  (ceil(d[0] / (capacity x `initial_utilisation`)) within min_size..max_size, the same for
+  every controller) is billed from 0 without a launch.
+- The oracle (perfect foresight, exact optimum): max(min_size, ceil(d[t] / capacity)) instances
+  ready in every minute (the fleet's minimum binds the oracle too); taken as layers, instance k
+  is kept through an idle gap of at most L + D minutes and relaunched (drain D + launch L,
+  billed) after a longer one. Keeping costs the gap, relaunching costs L + D, and the cost
+  separates by layer, so this is optimal. It needs no warm pool.
 
 The warm pool (EC2-style; off unless `warm_pool_size` > 0; the control plane implements the same):
 
@@ -81,7 +82,8 @@ class SimConfig:
             raise ValueError("warm_pool_size, resume_minutes and warm_cost_fraction must be >= 0")
 
     def required(self, demand: float) -> int:
-        return max(0, math.ceil(demand / self.capacity_rps - EPS))
+        """Instances ready in a minute of this demand, at the least: what it needs, and never below min_size."""
+        return max(self.min_size, math.ceil(demand / self.capacity_rps - EPS))
 
 
 @dataclass
