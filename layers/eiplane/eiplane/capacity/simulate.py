@@ -50,7 +50,7 @@ import csv
 import json
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -539,11 +539,11 @@ def compare(demand: Sequence[float], config: SimConfig | None = None, *, trace: 
 
 
 def simulate_file(trace_path: str | Path, out_dir: str | Path, config: SimConfig | None = None,
-                  settings: PolicySettings | None = None) -> list[Summary]:
-    """What `eiplane simulate --trace FILE.csv` does: every controller on the trace; one timeline CSV per policy
-    (timeline-<policy>.csv) and summary.json in out_dir. Returns the summaries."""
+                  settings: PolicySettings | None = None, column: int | str | None = None) -> list[Summary]:
+    """What `eiplane simulate --trace FILE.csv [--column C]` does: every controller on the trace; one timeline CSV per
+    policy (timeline-<policy>.csv) and summary.json in out_dir. Returns the summaries."""
     cfg = config or SimConfig()
-    demand = read_trace(trace_path)
+    demand = read_trace(trace_path, column)
     chosen = settings or PolicySettings(launch_minutes=cfg.launch_minutes, interval_minutes=cfg.interval_minutes,
                                         drain_minutes=cfg.drain_minutes)
     results = compare(demand, cfg, trace=Path(trace_path).stem, factories=default_controllers(chosen), keep_timeline=True)
@@ -557,25 +557,104 @@ def simulate_file(trace_path: str | Path, out_dir: str | Path, config: SimConfig
 
 
 
-def read_trace(path: str | Path) -> list[float]:
-    """One demand value (requests/s) per line, one line per minute; an optional header `demand_rps`."""
+class TraceError(ValueError):
+    """A demand trace that cannot be read; the message names the file, and the line and cell where there is one."""
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped cells) of every row of a CSV file but blank ones."""
+    name = str(path)
+    with Path(path).open(newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
+        reader = csv.reader(handle)
+        try:
+            for row in reader:
+                cells = [cell.strip() for cell in row]
+                if any(cells):
+                    yield reader.line_num, cells
+        except UnicodeDecodeError as exc:
+            raise TraceError(f"{name}: not a text file (not UTF-8 at byte {exc.start})") from None
+        except csv.Error as exc:
+            raise TraceError(f"{name}:{reader.line_num}: not CSV: {exc}") from None
+
+
+def _data_rows(path: str | Path, width: int, header: bool) -> Iterator[tuple[int, list[str]]]:
+    """The rows after the header (if any), each of `width` cells."""
+    rows = _rows(path)
+    if header:
+        next(rows)
+    for line, cells in rows:
+        if len(cells) != width:
+            raise TraceError(f"{path}:{line}: a ragged row: {len(cells)} cell(s) where the {'header' if header else 'first row'} "
+                             f"has {width}")
+        yield line, cells
+
+
+def _demand_column(path: str | Path, first: list[str], header: bool, column: int | str | None) -> int:
+    """The index of the demand column: `column` (a header name, or a 0-based index), else the only column, else the
+    one column whose every value is a number."""
+    width = len(first)
+    names = [f"{index} {cell!r}" for index, cell in enumerate(first)] if header else [str(index) for index in range(width)]
+    listing = f"{', '.join(names)}{'' if header else ' (no header row)'}"
+    choose = "choose the demand with --column NAME or a 0-based INDEX"
+    if column is not None:
+        if header and isinstance(column, str) and column.strip() in first:
+            if first.count(column.strip()) > 1:
+                raise TraceError(f"{path}: the header names {column!r} {first.count(column.strip())} times: choose it by its "
+                                 "0-based index with --column")
+            return first.index(column.strip())
+        index = int(column) if isinstance(column, int) or column.strip().isdigit() else -1
+        if not 0 <= index < width:
+            raise TraceError(f"{path}: no column {column!r}; its columns: {listing}: {choose}")
+        return index
+    if width == 1:
+        return 0
+    numeric = [True] * width
+    for _, cells in _data_rows(path, width, header):
+        for index, cell in enumerate(cells):
+            if numeric[index] and not _is_number(cell):
+                numeric[index] = False
+    found = [name for name, ok in zip(names, numeric, strict=True) if ok]
+    if len(found) == 1:
+        return numeric.index(True)
+    which = f"{len(found)} of them all numbers ({', '.join(found)})" if found else "none of them all numbers"
+    raise TraceError(f"{path}: {width} columns: {listing}; {which}: {choose}")
+
+
+def read_trace(path: str | Path, column: int | str | None = None) -> list[float]:
+    """The demand (requests/s) of a CSV file, one row per minute.
+
+    A first row none of whose cells is a number is a header, of any names; blank lines are skipped. The demand is
+    `column` (a header name, or a 0-based index), else the file's only column, else the one column whose every value
+    is a number (with a timestamp beside it, say). Anything else raises a TraceError that says where and what: an
+    empty file, a cell that is not a number, a negative, NaN or infinite demand, a row with a different number of
+    cells, an unknown or ambiguous column."""
+    first_row = next(_rows(path), None)
+    if first_row is None:
+        raise TraceError(f"{path}: no demand values (the file is empty)")
+    first = first_row[1]
+    header = not any(_is_number(cell) for cell in first)
+    index = _demand_column(path, first, header, column)
+    named = f" (column {first[index]!r})" if header and len(first) > 1 else ""
     values: list[float] = []
-    with Path(path).open(newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            if not row or not row[0].strip():
-                continue
-            cell = row[0].strip()
-            if number == 1 and cell == "demand_rps":
-                continue
-            try:
-                value = float(cell)
-            except ValueError as exc:
-                raise ValueError(f"{path}:{number}: not a number: {cell!r}") from exc
-            if value < 0 or not math.isfinite(value):
-                raise ValueError(f"{path}:{number}: demand must be a finite number >= 0, got {cell!r}")
-            values.append(value)
+    for line, cells in _data_rows(path, len(first), header):
+        cell = cells[index]
+        try:
+            value = float(cell)
+        except ValueError:
+            raise TraceError(f"{path}:{line}: not a number{named}: {cell!r}") from None
+        if value < 0 or not math.isfinite(value):
+            raise TraceError(f"{path}:{line}: demand must be a finite number >= 0, got {cell!r}{named}")
+        values.append(value)
     if not values:
-        raise ValueError(f"{path}: no demand values")
+        raise TraceError(f"{path}: no demand values (only a header row)")
     return values
 
 

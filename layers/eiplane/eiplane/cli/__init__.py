@@ -15,7 +15,7 @@
   eiplane bench control-plane-cost [--sizes 0,1,4,25] [--json FILE]
   eiplane bench capacity [--no-curves] [--out out]
   eiplane bench serving [--model tiny-cnn|deep-mlp | --artifact DIR] [--device cuda] [--json FILE]
-  eiplane simulate --trace FILE.csv [--launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
+  eiplane simulate --trace FILE.csv [--column NAME|INDEX --launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
   eiplane demo [--report FILE.json]
 
 A command that cannot do what it was asked says why in one line on stderr and exits 2.
@@ -200,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     serving.set_defaults(handler=commands.bench_serving)
 
     simulate = sub.add_parser("simulate", help="replay a demand trace through the policy and the baselines")
-    simulate.add_argument("--trace", required=True, help="CSV: one demand value (requests/s) per minute")
+    simulate.add_argument("--trace", required=True, help="CSV: the demand (requests/s), one row per minute; a header row "
+                                                         "of any names, or none")
+    simulate.add_argument("--column", help="the demand column, by header name or 0-based index (default: the only "
+                                           "column, or the one column whose every value is a number)")
     simulate.add_argument("--launch-minutes", type=int, default=6)
     simulate.add_argument("--interval-minutes", type=int, default=5)
     simulate.add_argument("--drain-minutes", type=int, default=2)
