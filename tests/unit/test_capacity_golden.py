@@ -8,6 +8,7 @@ digest covers desired, launch, terminate and reason code of every plan() call), 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -66,18 +67,23 @@ GOLDEN_PLANS = [
 ]
 
 
-def recorded_decisions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, tuple[str, ...], str]]:
-    """Every plan() call the simulator makes, from now on: (desired, launch, terminate, code)."""
-    calls: list[tuple[int, int, tuple[str, ...], str]] = []
+def recorded_decisions(monkeypatch: pytest.MonkeyPatch) -> list[Decision]:
+    """The decision of every plan() call the simulator makes from now on."""
+    decisions: list[Decision] = []
 
     def recording(observation: Observation, settings: PolicySettings | None = None,
                   cache: ForecastCache | None = None) -> Decision:
-        decision = plan(observation, settings, cache)
-        calls.append((decision.desired, decision.launch, tuple(decision.terminate), decision.code.value))
-        return decision
+        decisions.append(plan(observation, settings, cache))
+        return decisions[-1]
 
     monkeypatch.setattr(sim, "plan", recording)
-    return calls
+    return decisions
+
+
+def digest(decisions: list[Decision]) -> str:
+    """Of every decision's desired size, launches, slots to terminate and reason code."""
+    rows = [(d.desired, d.launch, tuple(d.terminate), d.code.value) for d in decisions]
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
 
 
 @pytest.mark.parametrize("name", list(GOLDEN_RUNS))
@@ -87,7 +93,7 @@ def test_the_simulator_reproduces_the_golden_runs(name: str, monkeypatch: pytest
     golden = GOLDEN_RUNS[name]
     assert (summary.violation_minutes, summary.launches, summary.ticks, summary.alarm_ticks, len(calls)) == (
         golden["violation_minutes"], golden["launches"], golden["ticks"], golden["alarm_ticks"], golden["plan_calls"])
-    assert hashlib.sha256(repr(calls).encode()).hexdigest()[:16] == golden["decisions"]
+    assert digest(calls) == golden["decisions"]
     assert summary.instance_hours == pytest.approx(golden["instance_hours"], rel=1e-9)
     assert summary.unserved_pct == pytest.approx(golden["unserved_pct"], rel=1e-9)
 
@@ -162,3 +168,16 @@ def test_the_simulator_decides_the_same_without_its_cache(monkeypatch: pytest.Mo
     (with_cache, cached_calls), (without, uncached_calls) = runs
     assert with_cache.alarm_ticks > 0 and cached_calls == uncached_calls
     assert with_cache == without
+
+
+def test_a_controller_replaying_another_trace_starts_its_cache_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = traces.diurnal(days=2), traces.flash_crowd(days=1)
+    later = replace(sim.SimConfig(), start_minute=len(first) - 240)  # its first minutes are the first trace's last
+    reused = sim.EiplanePolicy()
+    sim.simulate(first, reused, sim.SimConfig(), keep_timeline=False)
+    reused.last_out = reused.last_in = None  # the cool-downs carry over (as ever): only the cache is under test
+    again = recorded_decisions(monkeypatch)
+    sim.simulate(second, reused, later, keep_timeline=False)
+    fresh = recorded_decisions(monkeypatch)
+    sim.simulate(second, sim.EiplanePolicy(cache=False), later, keep_timeline=False)
+    assert again == fresh

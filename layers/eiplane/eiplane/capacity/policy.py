@@ -229,6 +229,17 @@ def _median_of_sorted(ordered: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def _median_above(ordered: list[float], mean: float) -> float:
+    """The median of e - mean over the values e above mean (0 without any), from the values sorted: the same floats
+    as building that list and taking its median, without building it."""
+    first = bisect_right(ordered, mean)
+    count = len(ordered) - first
+    if not count:
+        return 0.0
+    mid = first + count // 2
+    return ordered[mid] - mean if count % 2 else ((ordered[mid - 1] - mean) + (ordered[mid] - mean)) / 2
+
+
 # --- the forecast --------------------------------------------------------------------------------------------------
 #
 # Every value below that a later call could reuse (a minute's reference, the errors of the forecast made at a past
@@ -430,8 +441,7 @@ def _candidate(history: list[float | None], method: Literal["weekly", "daily", "
             # over-forecasts after a drop (the level catching up) must not raise it
             ordered = sorted(errors)
             mean = _median_of_sorted(ordered)
-            above = [e - mean for e in ordered[bisect_right(ordered, mean):]]  # in order: their median needs no sort
-            sd = 1.4826 * _median_of_sorted(above) if above else 0.0
+            sd = 1.4826 * _median_above(ordered, mean)
         else:
             mean = sum(errors) / len(errors)
             sd = math.sqrt(sum((e - mean) ** 2 for e in errors) / len(errors))

@@ -375,8 +375,9 @@ class EiplanePolicy:
         self.settings = settings or PolicySettings()
         self.name = name
         self.alarm = alarm
-        # the trace never changes a minute, so what plan() worked out about past minutes may be kept from tick to tick
-        # (the same decisions; without it, every tick recomputes them as the Lambda does)
+        # a replayed trace never changes a minute, so what plan() worked out about past minutes may be kept from tick
+        # to tick (the same decisions; without it, every tick recomputes them as the Lambda does)
+        self.use_cache = cache
         self.cache = ForecastCache() if cache else None
         self.last_out: int | None = None
         self.last_in: int | None = None
@@ -385,6 +386,11 @@ class EiplanePolicy:
                                 + s.horizon + s.smoothing_minutes + 2)
         self.decisions: list[tuple[int, str, str]] = []  # (minute, code, reason) of every action taken
         self._ready_slots: dict[str, Slot] = {}  # by id: the ready slots at the last tick
+        # the history the Lambda would read, the last `history_minutes` minutes: one list, extended at each tick by the
+        # minutes since the last and trimmed (a copy of 20,000 minutes at every tick was a tenth of the time). It is
+        # safe to reuse: plan() keeps nothing of an observation.
+        self._history: list[float | None] = []
+        self._history_minute = -1  # the minute of _history[-1]
 
     def ticks(self, minute: int, alarm: bool) -> str | None:
         if (minute + 1) % self.settings.interval_minutes == 0:
@@ -401,10 +407,10 @@ class EiplanePolicy:
         slots = list(self._ready_slots.values())
         slots += [Slot.model_construct(id=s.id, state=SlotState.LAUNCHING, minutes_until_ready=(s.ready_s - view.now_s) / 60,
                                        throughput_rps=None) for s in view.launching]
-        history = cast("list[float | None]", view.past(self.history_minutes))  # a fresh list: no copy of it
         observation = Observation.model_construct(
-            history=history, history_end_minute=now, now_minute=None, slots=slots, capacity_per_instance_rps=cfg.capacity_rps,
-            min_size=cfg.min_size, max_size=cfg.max_size, last_scale_out_minute=self.last_out, last_scale_in_minute=self.last_in)
+            history=self._history_to(view), history_end_minute=now, now_minute=None, slots=slots,
+            capacity_per_instance_rps=cfg.capacity_rps, min_size=cfg.min_size, max_size=cfg.max_size,
+            last_scale_out_minute=self.last_out, last_scale_in_minute=self.last_in)
         decision = plan(observation, self.settings, self.cache)
         if decision.launch:
             self.last_out = now
@@ -413,6 +419,20 @@ class EiplanePolicy:
         if decision.launch or decision.terminate:
             self.decisions.append((view.minute, decision.code.value, decision.reason))
         return Action(launch=decision.launch, terminate=tuple(decision.terminate), note=decision.code.value)
+
+    def _history_to(self, view: FleetView) -> list[float | None]:
+        """The last `history_minutes` minutes up to this tick's."""
+        since = view.minute - self._history_minute
+        if since <= 0:  # a tick at or before the last one: a new replay, maybe of another trace
+            self._history = []
+            self.cache = ForecastCache() if self.use_cache else None
+        if not self._history or since > self.history_minutes:
+            self._history = cast("list[float | None]", view.past(self.history_minutes))
+        else:
+            self._history += view.past(since)
+            del self._history[:max(0, len(self._history) - self.history_minutes)]
+        self._history_minute = view.minute
+        return self._history
 
 
 class TargetTracking:
