@@ -18,6 +18,7 @@ from eiplane.capacity.benchmark import (
     render_pool_sizing,
     render_table,
     run_benchmark,
+    simulator_speed,
 )
 from eiplane.capacity.policy import PolicySettings
 from eiplane.capacity.simulate import (
@@ -494,6 +495,17 @@ def test_pool_sizing_table_on_a_short_trace() -> None:
     text = render_pool_sizing(points, 10, 2)
     assert "| pool size | scale-in: cost / oracle |" in text and "| W (min) |" in text
     assert len([line for line in text.splitlines() if line.startswith("| 10 |")]) == 1
+
+
+def test_simulator_speed_replays_the_eiplane_policy_alone() -> None:
+    demand = traces.flash_crowd(days=1)[:600]
+    speed = simulator_speed(demand, "short")
+    assert (speed.minutes, speed.cache, speed.summary.policy) == (600, True, "eiplane")
+    assert speed.plan_calls == speed.summary.ticks >= 120 and speed.wall_seconds > 0
+    assert speed.year_seconds == pytest.approx(365 * 1440 / speed.minutes_per_second)
+    without = simulator_speed(demand, "short", cache=False)
+    assert without.summary == speed.summary  # the cache saves time, and changes nothing else
+    assert "a year of minutes in" in speed.render() and "without a ForecastCache" in without.render()
 
 
 def test_cost_at_equal_violation_interpolates_the_frontier() -> None:

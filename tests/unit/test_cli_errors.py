@@ -316,6 +316,17 @@ def test_malformed_trace(content: bytes, column: str | None, message: str, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def test_bench_simulator_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert one_line_error(capsys, main(["bench", "simulator", "--days", "0"])) == "eiplane: --days 0: at least 1"
+    missing = tmp_path / "nope.csv"
+    line = one_line_error(capsys, main(["bench", "simulator", "--trace", str(missing)]))
+    assert line == f"eiplane: {missing}: no such trace file"
+    trace = tmp_path / "trace.csv"
+    trace.write_text("ts,rps\n0,10\n")
+    line = one_line_error(capsys, main(["bench", "simulator", "--trace", str(trace), "--column", "qps"]))
+    assert line.startswith(f"eiplane: {trace}: no column 'qps'")
+
+
 def test_simulate_a_trace_with_a_timestamp_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace = tmp_path / "trace.csv"
     trace.write_text("timestamp,requests_per_second\n" + "".join(f"2024-01-01T00:{m:02d},{400 + 10 * m}\n" for m in range(40)))

@@ -14,6 +14,7 @@
   eiplane local invoke FUNCTION -e events/FILE.json
   eiplane bench control-plane-cost [--sizes 0,1,4,25] [--json FILE]
   eiplane bench capacity [--no-curves] [--out out]
+  eiplane bench simulator [--days 365 | --trace FILE.csv [--column C]] [--no-cache]
   eiplane bench serving [--model tiny-cnn|deep-mlp | --artifact DIR] [--device cuda] [--json FILE]
   eiplane simulate --trace FILE.csv [--column NAME|INDEX --launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
   eiplane demo [--report FILE.json]
@@ -190,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--workers", type=int, default=2)
     capacity.add_argument("--out", default="out", help="where the table, curves and plot go")
     capacity.set_defaults(handler=commands.bench_capacity)
+    speed = bench.add_parser("simulator", help="how fast the simulator replays a trace through the eiplane policy")
+    speed.add_argument("--days", type=int, default=365, help="of the generated diurnal trace (default: a year)")
+    speed.add_argument("--trace", help="a demand CSV instead (as `eiplane simulate` reads it)")
+    speed.add_argument("--column", help="its demand column, by header name or 0-based index")
+    speed.add_argument("--no-cache", action="store_true", help="recompute every tick as the Lambda does (no ForecastCache)")
+    speed.set_defaults(handler=commands.bench_simulator)
     serving = bench.add_parser("serving", help="the model server: latency vs a direct call, dynamic batching, overload")
     serving.add_argument("--artifact", help="a packed artifact directory (default: --model, packed afresh)")
     serving.add_argument("--model", choices=("tiny-cnn", "deep-mlp"), default="tiny-cnn",

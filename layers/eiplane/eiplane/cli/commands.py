@@ -434,6 +434,26 @@ def bench_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_simulator(args: argparse.Namespace) -> int:
+    from eiplane.capacity.benchmark import simulator_speed
+    from eiplane.capacity.simulate import TraceError, read_trace
+    from eiplane.capacity.traces import diurnal
+
+    if args.trace:
+        if not Path(args.trace).is_file():
+            raise CommandError(f"{args.trace}: no such trace file")
+        try:
+            demand, name = read_trace(args.trace, args.column), Path(args.trace).stem
+        except TraceError as exc:
+            raise CommandError(str(exc)) from None
+    else:
+        if args.days < 1:
+            raise CommandError(f"--days {args.days}: at least 1")
+        demand, name = diurnal(days=args.days), f"diurnal, {args.days} days"
+    print(simulator_speed(demand, name, cache=not args.no_cache).render())
+    return 0
+
+
 def simulate(args: argparse.Namespace) -> int:
     from eiplane.capacity.simulate import SimConfig, TraceError, read_trace, simulate_file
 
