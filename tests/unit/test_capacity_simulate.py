@@ -18,6 +18,7 @@ from eiplane.capacity.benchmark import (
     render_pool_sizing,
     render_table,
     run_benchmark,
+    simulator_speed,
 )
 from eiplane.capacity.policy import PolicySettings
 from eiplane.capacity.simulate import (
@@ -29,6 +30,7 @@ from eiplane.capacity.simulate import (
     SimConfig,
     SimResult,
     TargetTracking,
+    TraceError,
     oracle,
     read_trace,
     simulate,
@@ -98,6 +100,39 @@ def test_oracle_replayed_through_the_simulator_costs_the_same_and_never_violates
     assert result.summary.violation_minutes == 0
     assert result.summary.launches == best.launches
     assert result.summary.instance_hours == pytest.approx(best.instance_hours, abs=1e-3)
+    assert result.summary.cost_vs_oracle == pytest.approx(1.0)
+
+
+def test_the_oracle_never_goes_below_the_fleets_minimum() -> None:
+    # no demand at all: the minimum of 2 instances, kept the whole 90 minutes (exactly 3 instance-hours), no launch
+    idle = oracle([0.0] * 90, replace(SMALL, min_size=2))
+    assert idle.required == [2] * 90 and idle.launches == 0
+    assert idle.instance_hours == 2 * 90 / 60
+    # a burst among idle minutes: 2 instances throughout, a third only for the burst (launched L = 2 before it,
+    # drained D = 1 after it)
+    burst = oracle([0.0] * 10 + [250.0] + [0.0] * 10, replace(SMALL, min_size=2))
+    assert burst.required == [2] * 10 + [3] + [2] * 10
+    assert burst.runs == [(0, 20, True), (0, 20, True), (10, 10, False)]
+    assert burst.instance_hours == pytest.approx((2 * 21 + (2 + 1 + 1)) * 60 / 3600)
+
+
+def test_cost_against_the_oracle_on_idle_minutes_counts_the_minimum_on_both_sides() -> None:
+    result = simulate([0.0] * 60, EiplanePolicy(), SimConfig(min_size=2))
+    assert result.summary.instance_hours == pytest.approx(2.0)
+    assert result.summary.oracle_instance_hours == pytest.approx(2.0)
+    assert result.summary.cost_vs_oracle == pytest.approx(1.0)  # infinite when the oracle ignored the minimum
+
+
+def test_the_oracle_with_a_minimum_replayed_through_the_simulator() -> None:
+    cfg = replace(SMALL, min_size=2)
+    rng = random.Random(5)  # noqa: S311 - test data
+    demand = [0.0] * 3 + [rng.choice([0, 0, 0, 80, 150, 310, 420]) for _ in range(200)]
+    best = oracle(demand, cfg)
+    result = simulate(demand, Schedule(best.runs, cfg), cfg, oracle_result=best)
+    assert result.timeline[0].ready == best.required[0] == 2  # the simulator's first fleet is the oracle's
+    assert min(row.ready for row in result.timeline) == 2
+    assert result.summary.violation_minutes == 0
+    assert result.summary.launches == best.launches
     assert result.summary.cost_vs_oracle == pytest.approx(1.0)
 
 
@@ -368,17 +403,65 @@ def test_trace_and_timeline_files(tmp_path: Path) -> None:
     path = write_trace([1.5, 2.0, 0.0], tmp_path / "t.csv")
     assert path.read_text().splitlines()[0] == "demand_rps"
     assert read_trace(path) == [1.5, 2.0, 0.0]
-    bare = tmp_path / "bare.csv"
-    bare.write_text("10\n\n20.5\n")
-    assert read_trace(bare) == [10.0, 20.5]
-    bad = tmp_path / "bad.csv"
-    bad.write_text("demand_rps\n-1\n")
-    with pytest.raises(ValueError, match="finite number"):
-        read_trace(bad)
     result = simulate([100.0, 300.0], Script(), SMALL)
     out = write_timeline(result.timeline, tmp_path / "timeline.csv")
     lines = out.read_text().splitlines()
     assert lines[0].startswith("minute,demand_rps,ready,launching,draining,violation") and len(lines) == 3
+
+
+# --- reading a trace ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("content", "column", "expected"), [
+    ("demand_rps\n10\n20.5\n", None, [10.0, 20.5]),
+    ("requests per second\n10\n20.5\n", None, [10.0, 20.5]),  # a header of any name
+    ("10\n\n20.5\n\n", None, [10.0, 20.5]),  # no header; blank lines skipped
+    ("\ufeffdemand\n 7 \n", None, [7.0]),  # a spreadsheet's byte-order mark; spaces around a value
+    ("timestamp,requests_per_second\n2024-01-01T00:00,10\n2024-01-01T00:01,12\n", None, [10.0, 12.0]),  # the numeric one
+    ("2024-01-01T00:00,10\n2024-01-01T00:01,12\n", None, [10.0, 12.0]),  # so without a header too
+    ("minute,rps,p99_ms\n0,10,31\n1,12,30\n", "rps", [10.0, 12.0]),  # by name
+    ("minute,rps,p99_ms\n0,10,31\n1,12,30\n", "1", [10.0, 12.0]),  # by 0-based index, as the CLI passes it
+    ("minute,rps,p99_ms\n0,10,31\n1,12,30\n", 2, [31.0, 30.0]),
+    ("0,10\n1,12\n", "1", [10.0, 12.0]),
+])
+def test_read_trace(content: str, column: int | str | None, expected: list[float], tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(content, encoding="utf-8")
+    assert read_trace(path, column) == expected
+
+
+@pytest.mark.parametrize(("content", "column", "message"), [
+    ("", None, "trace.csv: no demand values (the file is empty)"),
+    ("\n\n", None, "trace.csv: no demand values (the file is empty)"),
+    ("demand\n", None, "trace.csv: no demand values (only a header row)"),
+    ("demand\n10\nlots\n", None, "trace.csv:3: not a number: 'lots'"),
+    ("ts,rps\n0,10\n1,\n", "rps", "trace.csv:3: not a number (column 'rps'): ''"),
+    ("demand\n10\n-5\n", None, "trace.csv:3: demand must be a finite number >= 0, got '-5'"),
+    ("10\nnan\n", None, "trace.csv:2: demand must be a finite number >= 0, got 'nan'"),
+    ("10\ninf\n", None, "trace.csv:2: demand must be a finite number >= 0, got 'inf'"),
+    ("ts,rps\n0,10\n1\n", None, "trace.csv:3: a ragged row: 1 cell(s) where the header has 2"),
+    ("0,10\n1,12,14\n", "1", "trace.csv:2: a ragged row: 3 cell(s) where the first row has 2"),
+    ("ts,rps\n0,10\n", "qps", "trace.csv: no column 'qps'; its columns: 0 'ts', 1 'rps': choose the demand with --column"),
+    ("ts,rps\n0,10\n", "2", "trace.csv: no column '2'; its columns: 0 'ts', 1 'rps'"),
+    ("0,10\n", "-1", "trace.csv: no column '-1'; its columns: 0, 1 (no header row)"),
+    ("minute,rps\n0,10\n1,12\n", None, "trace.csv: 2 columns: 0 'minute', 1 'rps'; 2 of them all numbers (0 'minute', "
+                                          "1 'rps'): choose the demand with --column NAME or a 0-based INDEX"),
+    ("host,zone\na,b\n", None, "trace.csv: 2 columns: 0 'host', 1 'zone'; none of them all numbers: choose the demand"),
+    ("rps,rps\n1,2\n", "rps", "trace.csv: the header names 'rps' 2 times: choose it by its 0-based index with --column"),
+])
+def test_read_trace_errors_say_where_and_what(content: str, column: str | None, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(TraceError) as raised:
+        read_trace(path, column)
+    assert str(raised.value).startswith(str(tmp_path / message))
+
+
+def test_read_trace_of_a_binary_file(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_bytes(b"\xff\xfe\x00\x01binary")
+    with pytest.raises(TraceError, match="not a text file"):
+        read_trace(path)
 
 
 # --- benchmark plumbing (on a short trace: the real benchmark is not a test) ---------------------
@@ -412,6 +495,17 @@ def test_pool_sizing_table_on_a_short_trace() -> None:
     text = render_pool_sizing(points, 10, 2)
     assert "| pool size | scale-in: cost / oracle |" in text and "| W (min) |" in text
     assert len([line for line in text.splitlines() if line.startswith("| 10 |")]) == 1
+
+
+def test_simulator_speed_replays_the_eiplane_policy_alone() -> None:
+    demand = traces.flash_crowd(days=1)[:600]
+    speed = simulator_speed(demand, "short")
+    assert (speed.minutes, speed.cache, speed.summary.policy) == (600, True, "eiplane")
+    assert speed.plan_calls == speed.summary.ticks >= 120 and speed.wall_seconds > 0
+    assert speed.year_seconds == pytest.approx(365 * 1440 / speed.minutes_per_second)
+    without = simulator_speed(demand, "short", cache=False)
+    assert without.summary == speed.summary  # the cache saves time, and changes nothing else
+    assert "a year of minutes in" in speed.render() and "without a ForecastCache" in without.render()
 
 
 def test_cost_at_equal_violation_interpolates_the_frontier() -> None:

@@ -292,17 +292,49 @@ def test_bad_sizes(sizes: str, message: str, capsys: pytest.CaptureFixture[str])
     assert one_line_error(capsys, main(["bench", "control-plane-cost", "--sizes", sizes])) == message
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"demand_rps\n10\nlots\n", ":3: not a number: 'lots'"),
-    (b"10\n-5\n", ":2: demand must be a finite number >= 0"),
-    (b"demand_rps\n", ": no demand values"),
-    (b"\xff\xfe\x00\x01binary", "is not a demand trace"),
+@pytest.mark.parametrize(("content", "column", "message"), [
+    (b"", None, ": no demand values (the file is empty)"),
+    (b"demand_rps\n", None, ": no demand values (only a header row)"),
+    (b"demand_rps\n10\nlots\n", None, ":3: not a number: 'lots'"),
+    (b"10\n-5\n", None, ":2: demand must be a finite number >= 0, got '-5'"),
+    (b"10\nNaN\n", None, ":2: demand must be a finite number >= 0, got 'NaN'"),
+    (b"10\n1e400\n", None, ":2: demand must be a finite number >= 0, got '1e400'"),
+    (b"ts,rps\n0,10\n1,12,3\n", None, ":3: a ragged row: 3 cell(s) where the header has 2"),
+    (b"ts,rps\n0,10\n", "qps", ": no column 'qps'; its columns: 0 'ts', 1 'rps': choose the demand with --column NAME or "
+                                "a 0-based INDEX"),
+    (b"minute,rps\n0,10\n", None, ": 2 columns: 0 'minute', 1 'rps'; 2 of them all numbers (0 'minute', 1 'rps'): choose "
+                                    "the demand with --column NAME or a 0-based INDEX"),
+    (b"\xff\xfe\x00\x01binary", None, ": not a text file (not UTF-8 at byte 0)"),
 ])
-def test_malformed_trace(content: bytes, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_trace(content: bytes, column: str | None, message: str, tmp_path: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
     trace = tmp_path / "trace.csv"
     trace.write_bytes(content)
-    line = one_line_error(capsys, main(["simulate", "--trace", str(trace), "--out", str(tmp_path / "out")]))
-    assert line.startswith(f"eiplane: {trace} is not a demand trace") and message in line
+    chosen = ["--column", column] if column else []
+    line = one_line_error(capsys, main(["simulate", "--trace", str(trace), *chosen, "--out", str(tmp_path / "out")]))
+    assert line == f"eiplane: {trace}{message}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_simulator_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert one_line_error(capsys, main(["bench", "simulator", "--days", "0"])) == "eiplane: --days 0: at least 1"
+    missing = tmp_path / "nope.csv"
+    line = one_line_error(capsys, main(["bench", "simulator", "--trace", str(missing)]))
+    assert line == f"eiplane: {missing}: no such trace file"
+    trace = tmp_path / "trace.csv"
+    trace.write_text("ts,rps\n0,10\n")
+    line = one_line_error(capsys, main(["bench", "simulator", "--trace", str(trace), "--column", "qps"]))
+    assert line.startswith(f"eiplane: {trace}: no column 'qps'")
+
+
+def test_simulate_a_trace_with_a_timestamp_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp,requests_per_second\n" + "".join(f"2024-01-01T00:{m:02d},{400 + 10 * m}\n" for m in range(40)))
+    for chosen in ([], ["--column", "requests_per_second"], ["--column", "1"]):
+        assert main(["simulate", "--trace", str(trace), *chosen, "--out", str(tmp_path / "out")]) == 0
+        summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert [s["minutes"] for s in summary["summaries"]] == [40, 40, 40]
+    assert "| eiplane |" in capsys.readouterr().out
 
 
 def test_simulate_bad_numbers_and_missing_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -405,6 +405,53 @@ def bench_capacity(out_dir: str | Path = "out", *, L: int = 6, N: int = 5, curve
     return written
 
 
+MINUTES_PER_YEAR = 365 * 1440
+
+
+@dataclass(frozen=True)
+class SimulatorSpeed:
+    """How fast `simulate()` replays a trace through the eiplane policy alone (no timeline kept)."""
+
+    trace: str
+    minutes: int
+    plan_calls: int
+    wall_seconds: float
+    cpu_seconds: float
+    cache: bool
+    summary: Summary
+
+    @property
+    def minutes_per_second(self) -> float:
+        return self.minutes / self.wall_seconds
+
+    @property
+    def year_seconds(self) -> float:
+        """A year of minutes at this rate."""
+        return MINUTES_PER_YEAR / self.minutes_per_second
+
+    def render(self) -> str:
+        how = "with its ForecastCache" if self.cache else "without a ForecastCache (every tick as the Lambda computes it)"
+        s = self.summary
+        return (f"eiplane policy {how} on {self.trace}: {self.minutes:,} minutes, {self.plan_calls:,} plan() calls in "
+                f"{self.wall_seconds:.1f} s ({self.cpu_seconds:.1f} s of CPU): {self.minutes_per_second:,.0f} minutes/s, a year "
+                f"of minutes in {self.year_seconds:.0f} s\n"
+                f"(cost / oracle {s.cost_vs_oracle:.3f}, violation minutes {s.violation_minutes}, launches {s.launches})")
+
+
+def simulator_speed(demand: Sequence[float], trace: str = "trace", *, config: SimConfig | None = None,
+                    settings: PolicySettings | None = None, cache: bool = True) -> SimulatorSpeed:
+    """Time one replay of `demand` through the eiplane policy (the simulator's cost is the policy's: the baselines
+    take a few seconds a year). A benchmark, not a test: timings depend on the machine and its load."""
+    cfg = config or SimConfig()
+    best = oracle(demand, cfg)  # not timed: the same for every policy
+    controller = EiplanePolicy(settings or eiplane_settings(cfg), cache=cache)
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = simulate(demand, controller, cfg, trace=trace, oracle_result=best, keep_timeline=False)
+    return SimulatorSpeed(trace=trace, minutes=len(demand), plan_calls=result.summary.ticks,
+                          wall_seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu, cache=cache,
+                          summary=result.summary)
+
+
 def plot_curves(points: Sequence[CurvePoint], path: str | Path) -> Path:
     """Cost / oracle against violation minutes %, one panel per trace, one line per policy (needs matplotlib)."""
     try:

@@ -37,18 +37,29 @@ The rules, in order:
   slots are cancelled then (`cancel_surplus_launches`; False holds all scale-in). Slots that a
   scale-out launched are ready before its cool-down ends, so in practice this cancels only
   launches the policy did not order (replacements of failed instances, an operator's).
+
+A caller that plans again and again over a fixed trace (the simulator) may pass a
+`ForecastCache`: the references and backtests of past minutes are then kept from one call to
+the next instead of recomputed; the decision is the same with or without one.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Literal
+from functools import reduce
+from itertools import chain
+from operator import add
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MINUTES_PER_DAY = 1440
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
+REFERENCE_AHEAD_MINUTES = 60  # see _reference
 
 
 class _Frozen(BaseModel):
@@ -210,51 +221,183 @@ def instance_capacity(observation: Observation) -> float:
 
 
 def _median(values: list[float]) -> float:
-    ordered = sorted(values)
+    return _median_of_sorted(sorted(values))
+
+
+def _median_of_sorted(ordered: list[float]) -> float:
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def _reference(history: list[float | None], lags: list[int], lo: int, hi: int, half: int) -> list[float | None]:
-    """For x in lo..hi: the median over lags of the mean of history[x-lag-half .. x-lag+half]."""
-    end = len(history) - 1
-    columns: list[list[float]] = [[] for _ in range(hi - lo + 1)]
-    for lag in lags:
-        a, b = max(0, lo - lag - half), min(end, hi - lag + half)
-        if a > b:
-            continue
-        sums, counts = [0.0], [0]
-        for value in history[a:b + 1]:
-            sums.append(sums[-1] + (value if value is not None else 0.0))
-            counts.append(counts[-1] + (value is not None))
-        for x in range(lo, hi + 1):
-            i, j = max(a, x - lag - half) - a, min(b, x - lag + half) - a + 1
-            if i < j and counts[j] > counts[i]:
-                columns[x - lo].append((sums[j] - sums[i]) / (counts[j] - counts[i]))
-    return [_median(col) if col else None for col in columns]
+def _median_above(ordered: list[float], mean: float) -> float:
+    """The median of e - mean over the values e above mean (0 without any), from the values sorted: the same floats
+    as building that list and taking its median, without building it."""
+    first = bisect_right(ordered, mean)
+    count = len(ordered) - first
+    if not count:
+        return 0.0
+    mid = first + count // 2
+    return ordered[mid] - mean if count % 2 else ((ordered[mid - 1] - mean) + (ordered[mid] - mean)) / 2
 
 
-def _candidate(history: list[float | None], method: Literal["weekly", "daily", "recent"], lags: list[int], lead: int,
-               s: PolicySettings) -> tuple[float, Forecast] | None:
-    """One forecast method, backtested on the recent past: (score, forecast), or None where it cannot forecast."""
-    end = len(history) - 1
-    horizon, width, launch = s.horizon, s.level_minutes, s.launch_minutes
-    lo = max(0, end - s.backtest_minutes - horizon - width)
-    hi = end + lead + horizon
-    ref = [1.0] * (hi - lo + 1) if method == "recent" else _reference(history, lags, lo, hi, s.smoothing_minutes)
+# --- the forecast --------------------------------------------------------------------------------------------------
+#
+# Every value below that a later call could reuse (a minute's reference, the errors of the forecast made at a past
+# minute t) is computed from its own window of minutes only, never from running sums that start wherever this call's
+# history or backtest happens to start. So a `ForecastCache` may keep it, and a forecast is the same with or without.
 
-    # prefix sums of demand and reference over minutes where both exist: the level ratio at any t
-    demand_sum, ref_sum = [0.0], [0.0]
-    for x in range(lo, end + 1):
-        value, base = history[x], ref[x - lo]
-        both = value is not None and base is not None
-        demand_sum.append(demand_sum[-1] + (value if both and value is not None else 0.0))
-        ref_sum.append(ref_sum[-1] + (base if both and base is not None else 0.0))
+
+@dataclass
+class _MethodCache:
+    """One method's values from the last call, for the next: its references and backtests of fixed minutes."""
+
+    reference_start: int = 0  # epoch minute of references[0]
+    references: list[float | None] = field(default_factory=list)  # of consecutive minutes from reference_start
+    backtest_start: int = 0  # epoch minute t of the forecast that backtests[0] scores
+    backtests: list[list[float]] = field(default_factory=list)  # the log errors of the forecasts made at t, t - step, ...
+
+
+class ForecastCache:
+    """What `forecast` worked out about past minutes, kept from one call to the next.
+
+    For a caller whose history never changes a minute once seen: the simulator, replaying a trace, calls `plan` at
+    every tick on the same minutes shifted by a few, and would otherwise recompute the same references and backtests
+    each time. Not for the Lambda: CloudWatch may still revise the newest minutes, and it calls once every N minutes
+    anyway. Only values that depend on nothing but fixed minutes are kept (their windows whole within the history),
+    so a forecast, and so a decision, is the same with or without a cache."""
+
+    def __init__(self) -> None:
+        self._methods: dict[tuple[PolicySettings, tuple[int, ...]], _MethodCache] = {}
+
+    def method(self, settings: PolicySettings, lags: list[int]) -> _MethodCache:
+        return self._methods.setdefault((settings, tuple(lags)), _MethodCache())
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The minutes one forecast looks at (indices into the history): backtest and level from lo, forecast to hi."""
+
+    end: int  # the newest minute
+    lead: int  # now - end
+    lo: int
+    hi: int
+    origin: int  # the epoch minute of history[0]
+    observed: list[float | None]  # history[lo..end]
+    observed_complete: bool  # no minute of it missing
+
+
+def _total(values: list[float]) -> float:
+    """A window's sum, left to right: the same float in every Python version (`sum` compensates since 3.12)."""
+    return reduce(add, values, 0.0)
+
+
+def _lagged_means(history: list[float | None], lag: int, lo: int, hi: int, half: int) -> list[float | None] | None:
+    """For x in lo..hi: the mean of the present values of history[x-lag-half .. x-lag+half] (the window cut to the
+    history), None where it holds none; None for the whole lag where no window reaches the history."""
+    end, width, count = len(history) - 1, 2 * half + 1, hi - lo + 1
+    first, last = lo - lag - half, hi - lag + half
+    window = history[first:last + 1] if first >= 0 else []
+    if len(window) == last - first + 1 and None not in window:
+        # the usual case, every window whole: each x's window added left to right, one shifted slice at a time
+        totals = cast(list[float], window[:count])
+        for offset in range(1, width):
+            totals = list(map(add, totals, cast(list[float], window[offset:offset + count])))
+        return [total / width for total in totals]
+    if max(0, first) > min(end, last):
+        return None
+    means: list[float | None] = []
+    for x in range(lo, hi + 1):
+        present = [value for value in history[max(0, x - lag - half):max(0, x - lag + half + 1)] if value is not None]
+        means.append(_total(present) / len(present) if present else None)
+    return means
+
+
+def _reference_range(history: list[float | None], lags: list[int], lo: int, hi: int, half: int) -> list[float | None]:
+    """For x in lo..hi: the median over lags of the mean of history[x-lag-half .. x-lag+half]; None where no lag
+    has a value there."""
+    if lo > hi:
+        return []
+    rows = [means for lag in lags if (means := _lagged_means(history, lag, lo, hi, half)) is not None]
+    if not rows:
+        return [None] * (hi - lo + 1)
+    if not any(None in row for row in rows):
+        mid = len(rows) // 2
+        columns = map(sorted, zip(*rows, strict=True))
+        if len(rows) % 2:
+            return [column[mid] for column in columns]
+        return [(column[mid - 1] + column[mid]) / 2 for column in columns]
+    present = ([value for value in column if value is not None] for column in zip(*rows, strict=True))
+    return [_median(values) if values else None for values in present]
+
+
+def _reference(history: list[float | None], lags: list[int], span: _Span, half: int, fixed: tuple[int, int],
+               cache: _MethodCache | None) -> list[float | None]:
+    """`_reference_range` over span.lo..span.hi. With a cache: the minutes it kept from the last call, the others
+    computed, and the minutes in `fixed` (whose every window is whole, so that they depend on fixed minutes only)
+    kept for the next call, with up to `REFERENCE_AHEAD_MINUTES` more: a minute's reference needs only minutes at
+    least its smallest lag old, so the next calls need not compute theirs a few at a time."""
+    lo, hi = span.lo, span.hi
+    if cache is None:
+        return _reference_range(history, lags, lo, hi, half)
+    start = cache.reference_start - span.origin  # cache.references[0] is minute `start`'s
+    first, last = max(lo, fixed[0], start), min(fixed[1], start + len(cache.references) - 1)
+    if first <= last:  # the minutes before the kept ones (rarely any), and the kept ones
+        ref = _reference_range(history, lags, lo, first - 1, half) + cache.references[first - start:last - start + 1]
+    else:
+        ref, last = [], lo - 1
+    # and the ones after them: at a scheduled tick, none for a while, then the next hour's
+    ref += _reference_range(history, lags, last + 1, hi if last >= hi else max(hi, min(fixed[1], hi + REFERENCE_AHEAD_MINUTES)),
+                            half)
+    keep_from, keep_to = max(lo, fixed[0]), min(fixed[1], lo + len(ref) - 1)
+    cache.reference_start, cache.references = span.origin + keep_from, ref[keep_from - lo:keep_to - lo + 1]
+    return ref[:hi - lo + 1]
+
+
+def _kept_backtests(times: range, keep: tuple[int, int], origin: int, cache: _MethodCache,
+                    backtest: Callable[[int], list[float]]) -> list[list[float]]:
+    """[backtest(t) for t in times] (newest first, every `step` minutes), taking those of t within `keep` (whose
+    windows are whole: they depend on fixed minutes only) from the last call where it has them, and keeping them
+    for the next. At a scheduled tick every N minutes, all but the newest are the last call's."""
+    step = -times.step
+    # the indices into times of the t within keep, and of the t the cache has (on the same minute grid)
+    keep_first, keep_stop = len(range(times.start, keep[1], -step)), min(len(times), len(range(times.start, keep[0] - 1, -step)))
+    shift, off_grid = divmod(times.start - (cache.backtest_start - origin), step)  # times[k] is cache.backtests[k - shift]'s
+    reuse_first, reuse_stop = max(keep_first, shift), min(keep_stop, shift + len(cache.backtests))
+    if off_grid or reuse_first >= reuse_stop:  # (after an alarm tick, off the schedule's grid)
+        found = [backtest(t) for t in times]
+    else:
+        found = ([backtest(t) for t in times[:reuse_first]] + cache.backtests[reuse_first - shift:reuse_stop - shift]
+                 + [backtest(t) for t in times[reuse_stop:]])
+    if keep_first < keep_stop:
+        cache.backtest_start, cache.backtests = origin + times[keep_first], found[keep_first:keep_stop]
+    return found
+
+
+def _candidate(history: list[float | None], method: Literal["weekly", "daily", "recent"], lags: list[int], span: _Span,
+               s: PolicySettings, cache: _MethodCache | None) -> tuple[float, dict[str, Any]] | None:
+    """One forecast method, backtested on the recent past: (score, the Forecast's fields), or None where it cannot
+    forecast."""
+    end, lead, lo, hi, observed = span.end, span.lead, span.lo, span.hi, span.observed
+    horizon, width, launch, half = s.horizon, s.level_minutes, s.launch_minutes, s.smoothing_minutes
+    # the minutes whose reference depends on fixed minutes only: every lag's window whole within the history
+    fixed = (max(lags) + half, end + min(lags) - half) if lags else (0, hi)
+    ref = [1.0] * (hi - lo + 1) if method == "recent" else _reference(history, lags, span, half, fixed, cache)
+    past_ref = ref[:end - lo + 1]  # minutes lo..end, as observed (ref[x - lo] is minute x's)
+    # what a level adds up, per minute: demand and reference where both exist, else 0 (which adds nothing)
+    if span.observed_complete and (method == "recent" or None not in past_ref):
+        level_demand, level_ref = cast(list[float], observed), cast(list[float], past_ref)
+    else:
+        level_demand = [value if value is not None and base is not None else 0.0
+                        for value, base in zip(observed, past_ref, strict=True)]
+        level_ref = [base if value is not None and base is not None else 0.0
+                     for value, base in zip(observed, past_ref, strict=True)]
 
     def window_level(t: int, minutes: int) -> float | None:
+        """Demand over reference in the `minutes` up to t (from lo); None without reference there. Exactly rounded
+        sums: the same whatever minutes surround the window."""
         i, j = max(lo, t - minutes + 1) - lo, t - lo + 1
-        denominator = ref_sum[j] - ref_sum[i]
-        return (demand_sum[j] - demand_sum[i]) / denominator if denominator > 0 else None
+        denominator = math.fsum(level_ref[i:j])
+        return math.fsum(level_demand[i:j]) / denominator if denominator > 0 else None
 
     def level(t: int) -> float | None:
         long = window_level(t, width)
@@ -263,35 +406,42 @@ def _candidate(history: list[float | None], method: Literal["weekly", "daily", "
         short = window_level(t, s.short_level_minutes)
         return long if short is None else max(long, short)
 
-    errors: list[float] = []
-    samples = 0
-    for t in range(end - horizon, lo + width - 2, -s.backtest_step_minutes):
+    def backtest(t: int) -> list[float]:
+        """The log errors at lead times L+1..L+N of the forecast made at t, on the minutes where demand and reference
+        are both there and positive; none where there was no level to forecast with."""
         ratio = level(t)
         if ratio is None or ratio <= 0:
-            continue
-        counted = False
-        for x in range(t + launch + 1, t + horizon + 1):
-            actual, base = history[x], ref[x - lo]
-            if actual is None or base is None or actual <= 0 or base <= 0:
-                continue
-            errors.append(math.log(actual / (base * ratio)))
-            counted = True
-        samples += counted
+            return []
+        i, j = t + launch + 1 - lo, t + horizon + 1 - lo
+        return [math.log(actual / (base * ratio)) for actual, base in zip(observed[i:j], past_ref[i:j], strict=True)
+                if actual is not None and base is not None and actual > 0 and base > 0]
+
+    times = range(end - horizon, lo + width - 2, -s.backtest_step_minutes)
+    if cache is None:
+        backtests = [backtest(t) for t in times]
+    else:
+        # a backtest depends on fixed minutes only where its windows are whole: the level's within this call's
+        # minutes (from lo), and every reference it uses fixed
+        reach = max(width, s.short_level_minutes)
+        keep = (max(lo, fixed[0]) + reach - 1, fixed[1] - horizon)
+        backtests = _kept_backtests(times, keep, span.origin, cache, backtest)
+    errors = list(chain.from_iterable(backtests))
+    samples = len(backtests) - backtests.count([])
 
     ratio_now = level(end)
     if ratio_now is None:
         return None
-    future = [ref[x - lo] for x in range(end + lead + 1, hi + 1)]
-    if any(base is None for base in future):
+    future = ref[end + lead + 1 - lo:]
+    if None in future:
         return None
     values = [base * ratio_now for base in future if base is not None]
     if samples >= s.min_backtest_samples and errors:
         if s.robust_errors:
             # median, and the spread of the errors above it only: under-forecasts are what headroom is for, and
             # over-forecasts after a drop (the level catching up) must not raise it
-            mean = _median(errors)
-            above = [e - mean for e in errors if e > mean]
-            sd = 1.4826 * _median(above) if above else 0.0
+            ordered = sorted(errors)
+            mean = _median_of_sorted(ordered)
+            sd = 1.4826 * _median_above(ordered, mean)
         else:
             mean = sum(errors) / len(errors)
             sd = math.sqrt(sum((e - mean) ** 2 for e in errors) / len(errors))
@@ -303,36 +453,42 @@ def _candidate(history: list[float | None], method: Literal["weekly", "daily", "
     launch_window = values[launch:] or values[-1:]
     before, base_now = level(end - 1) if end > lo else None, ref[end - lo]
     expected = before * base_now if before is not None and base_now is not None else None
-    forecast = Forecast(method=method, level_ratio=ratio_now, values_rps=values, peak_launch_rps=max(launch_window),
-                        peak_keep_rps=max(values), headroom=headroom, error_mean=err_mean, error_sd=err_sd,
-                        backtest_samples=samples, expected_now_rps=expected)
-    return score, forecast
+    return score, {"method": method, "level_ratio": ratio_now, "values_rps": values, "peak_launch_rps": max(launch_window),
+                   "peak_keep_rps": max(values), "headroom": headroom, "error_mean": err_mean, "error_sd": err_sd,
+                   "backtest_samples": samples, "expected_now_rps": expected}
 
 
-def forecast(observation: Observation, settings: PolicySettings) -> Forecast | None:
-    """The best-backtesting forecast of the next L+N minutes after now, or None without any demand data."""
+def forecast(observation: Observation, settings: PolicySettings, cache: ForecastCache | None = None) -> Forecast | None:
+    """The best-backtesting forecast of the next L+N minutes after now, or None without any demand data. `cache`: see
+    `ForecastCache` (the same forecast with or without it)."""
     history = observation.history
-    if not any(value is not None for value in history):
+    if all(value is None for value in reversed(history)):  # from the newest: it is usually there
         return None
     end = len(history) - 1
+    s = settings
+    lo = max(0, end - s.backtest_minutes - s.horizon - s.level_minutes)
     lead = observation.now - observation.history_end_minute
+    observed = history[lo:end + 1]
+    span = _Span(end=end, lead=lead, lo=lo, hi=end + lead + s.horizon, origin=observation.history_end_minute - end,
+                 observed=observed, observed_complete=None not in observed)
     methods: list[tuple[Literal["weekly", "daily", "recent"], list[int]]] = []
-    if settings.seasonal:
-        usable = end - settings.level_minutes
-        weekly = [MINUTES_PER_WEEK * w for w in range(1, settings.season_weeks + 1) if MINUTES_PER_WEEK * w <= usable]
-        daily = [MINUTES_PER_DAY * d for d in range(1, settings.season_days + 1) if MINUTES_PER_DAY * d <= usable]
-        if len(weekly) >= settings.min_weekly_lags:
+    if s.seasonal:
+        usable = end - s.level_minutes
+        weekly = [MINUTES_PER_WEEK * w for w in range(1, s.season_weeks + 1) if MINUTES_PER_WEEK * w <= usable]
+        daily = [MINUTES_PER_DAY * d for d in range(1, s.season_days + 1) if MINUTES_PER_DAY * d <= usable]
+        if len(weekly) >= s.min_weekly_lags:
             methods.append(("weekly", weekly))
-        if len(daily) >= settings.min_daily_lags:
+        if len(daily) >= s.min_daily_lags:
             methods.append(("daily", daily))
     methods.append(("recent", []))
-    scored = [c for c in (_candidate(history, method, lags, lead, settings) for method, lags in methods) if c is not None]
+    scored = [c for c in (_candidate(history, method, lags, span, s, cache.method(s, lags) if cache is not None else None)
+                          for method, lags in methods) if c is not None]
     if not scored:
         return None
     best = min(score for score, _ in scored)
     # weekly, then daily, then recent: a seasonal method that backtests about as well wins, because a flat backtest
     # window cannot show the ramp that the seasonal history knows is coming
-    return next(fc for score, fc in scored if score <= best + settings.seasonal_tolerance)
+    return Forecast(**next(fields for score, fields in scored if score <= best + s.seasonal_tolerance))
 
 
 def _metrics_problem(observation: Observation, settings: PolicySettings) -> str | None:
@@ -369,7 +525,9 @@ def rps(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 10 else f"{value:.2g}"
 
 
-def plan(observation: Observation, settings: PolicySettings | None = None) -> Decision:
+def plan(observation: Observation, settings: PolicySettings | None = None, cache: ForecastCache | None = None) -> Decision:
+    """The decision for this observation. `cache`: for a caller that plans again and again over a fixed trace (see
+    `ForecastCache`); the same decision with or without it."""
     s = settings or PolicySettings()
     ready, launching = len(observation.ready), len(observation.launching)
     current = ready + launching
@@ -399,7 +557,7 @@ def plan(observation: Observation, settings: PolicySettings | None = None) -> De
                       f"{problem}: holding at {fleet}, never scaling in on missing data")
 
     newest = observation.history[-1] or 0.0
-    fc = forecast(observation, s)
+    fc = forecast(observation, s, cache)
     sized, margin = newest, s.min_headroom
     surge = ""  # set when the newest minute is above the forecast band: a surge nothing foretold
     if fc is not None and fc.expected_now_rps is not None and newest > fc.expected_now_rps * (1 + fc.headroom):

@@ -15,12 +15,13 @@ The model (every figure in minutes unless named otherwise):
 - Billing is per second with a 60-second minimum per running period (an instance's lifetime
   unless it was resumed from the warm pool); launching and draining time are billed. Instances
   still running at the end of the trace are billed to its end. The initial fleet
-  (ceil(d[0] / (capacity x `initial_utilisation`)), the same for every controller) is billed
-  from 0 without a launch.
-- The oracle (perfect foresight, exact optimum): ceil(d[t] / capacity) instances ready in every
-  minute; taken as layers, instance k is kept through an idle gap of at most L + D minutes and
-  relaunched (drain D + launch L, billed) after a longer one. Keeping costs the gap, relaunching
-  costs L + D, and the cost separates by layer, so this is optimal. It needs no warm pool.
+  (ceil(d[0] / (capacity x `initial_utilisation`)) within min_size..max_size, the same for
+  every controller) is billed from 0 without a launch.
+- The oracle (perfect foresight, exact optimum): max(min_size, ceil(d[t] / capacity)) instances
+  ready in every minute (the fleet's minimum binds the oracle too); taken as layers, instance k
+  is kept through an idle gap of at most L + D minutes and relaunched (drain D + launch L,
+  billed) after a longer one. Keeping costs the gap, relaunching costs L + D, and the cost
+  separates by layer, so this is optimal. It needs no warm pool.
 
 The warm pool (EC2-style; off unless `warm_pool_size` > 0; the control plane implements the same):
 
@@ -49,12 +50,12 @@ import csv
 import json
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from eiplane.capacity.policy import Observation, PolicySettings, Slot, SlotState, plan
+from eiplane.capacity.policy import ForecastCache, Observation, PolicySettings, Slot, SlotState, plan
 
 EPS = 1e-9
 
@@ -81,7 +82,8 @@ class SimConfig:
             raise ValueError("warm_pool_size, resume_minutes and warm_cost_fraction must be >= 0")
 
     def required(self, demand: float) -> int:
-        return max(0, math.ceil(demand / self.capacity_rps - EPS))
+        """Instances ready in a minute of this demand, at the least: what it needs, and never below min_size."""
+        return max(self.min_size, math.ceil(demand / self.capacity_rps - EPS))
 
 
 @dataclass
@@ -132,8 +134,9 @@ class FleetView:
         return self._demand[self.minute]
 
     def past(self, minutes: int) -> list[float]:
-        """The last `minutes` datapoints, ending with this minute's."""
-        return list(self._demand[max(0, self.minute + 1 - minutes):self.minute + 1])
+        """The last `minutes` datapoints, ending with this minute's: a new list."""
+        window = self._demand[max(0, self.minute + 1 - minutes):self.minute + 1]
+        return window if isinstance(window, list) else list(window)  # a list's slice is a copy already
 
 
 class Controller(Protocol):
@@ -368,16 +371,26 @@ def _drop(view: FleetView, count: int) -> tuple[str, ...]:
 class EiplanePolicy:
     """The real `plan()`, on the schedule plus the alarm fast path, carrying its cool-down state as the Lambda does."""
 
-    def __init__(self, settings: PolicySettings | None = None, name: str = "eiplane", alarm: bool = True):
+    def __init__(self, settings: PolicySettings | None = None, name: str = "eiplane", alarm: bool = True, cache: bool = True):
         self.settings = settings or PolicySettings()
         self.name = name
         self.alarm = alarm
+        # a replayed trace never changes a minute, so what plan() worked out about past minutes may be kept from tick
+        # to tick (the same decisions; without it, every tick recomputes them as the Lambda does)
+        self.use_cache = cache
+        self.cache = ForecastCache() if cache else None
         self.last_out: int | None = None
         self.last_in: int | None = None
         s = self.settings
         self.history_minutes = (max(s.season_weeks * 10080, s.season_days * 1440) + s.level_minutes + s.backtest_minutes
                                 + s.horizon + s.smoothing_minutes + 2)
         self.decisions: list[tuple[int, str, str]] = []  # (minute, code, reason) of every action taken
+        self._ready_slots: dict[str, Slot] = {}  # by id: the ready slots at the last tick
+        # the history the Lambda would read, the last `history_minutes` minutes: one list, extended at each tick by the
+        # minutes since the last and trimmed (a copy of 20,000 minutes at every tick was a tenth of the time). It is
+        # safe to reuse: plan() keeps nothing of an observation.
+        self._history: list[float | None] = []
+        self._history_minute = -1  # the minute of _history[-1]
 
     def ticks(self, minute: int, alarm: bool) -> str | None:
         if (minute + 1) % self.settings.interval_minutes == 0:
@@ -387,15 +400,18 @@ class EiplanePolicy:
     def decide(self, view: FleetView) -> Action:
         cfg = view.config
         now = cfg.start_minute + view.minute
-        slots = [Slot.model_construct(id=s.id, state=SlotState.READY, minutes_until_ready=0.0, throughput_rps=None)
-                 for s in view.ready]
+        # a ready slot looks the same at every tick: its Slot is reused (building each one anew took a tenth of the time)
+        known = self._ready_slots
+        self._ready_slots = {s.id: known.get(s.id) or Slot.model_construct(
+            id=s.id, state=SlotState.READY, minutes_until_ready=0.0, throughput_rps=None) for s in view.ready}
+        slots = list(self._ready_slots.values())
         slots += [Slot.model_construct(id=s.id, state=SlotState.LAUNCHING, minutes_until_ready=(s.ready_s - view.now_s) / 60,
                                        throughput_rps=None) for s in view.launching]
-        history: list[float | None] = list(view.past(self.history_minutes))
         observation = Observation.model_construct(
-            history=history, history_end_minute=now, now_minute=None, slots=slots, capacity_per_instance_rps=cfg.capacity_rps,
-            min_size=cfg.min_size, max_size=cfg.max_size, last_scale_out_minute=self.last_out, last_scale_in_minute=self.last_in)
-        decision = plan(observation, self.settings)
+            history=self._history_to(view), history_end_minute=now, now_minute=None, slots=slots,
+            capacity_per_instance_rps=cfg.capacity_rps, min_size=cfg.min_size, max_size=cfg.max_size,
+            last_scale_out_minute=self.last_out, last_scale_in_minute=self.last_in)
+        decision = plan(observation, self.settings, self.cache)
         if decision.launch:
             self.last_out = now
         if decision.terminate:
@@ -403,6 +419,20 @@ class EiplanePolicy:
         if decision.launch or decision.terminate:
             self.decisions.append((view.minute, decision.code.value, decision.reason))
         return Action(launch=decision.launch, terminate=tuple(decision.terminate), note=decision.code.value)
+
+    def _history_to(self, view: FleetView) -> list[float | None]:
+        """The last `history_minutes` minutes up to this tick's."""
+        since = view.minute - self._history_minute
+        if since <= 0:  # a tick at or before the last one: a new replay, maybe of another trace
+            self._history = []
+            self.cache = ForecastCache() if self.use_cache else None
+        if not self._history or since > self.history_minutes:
+            self._history = cast("list[float | None]", view.past(self.history_minutes))
+        else:
+            self._history += view.past(since)
+            del self._history[:max(0, len(self._history) - self.history_minutes)]
+        self._history_minute = view.minute
+        return self._history
 
 
 class TargetTracking:
@@ -529,11 +559,11 @@ def compare(demand: Sequence[float], config: SimConfig | None = None, *, trace: 
 
 
 def simulate_file(trace_path: str | Path, out_dir: str | Path, config: SimConfig | None = None,
-                  settings: PolicySettings | None = None) -> list[Summary]:
-    """What `eiplane simulate --trace FILE.csv` does: every controller on the trace; one timeline CSV per policy
-    (timeline-<policy>.csv) and summary.json in out_dir. Returns the summaries."""
+                  settings: PolicySettings | None = None, column: int | str | None = None) -> list[Summary]:
+    """What `eiplane simulate --trace FILE.csv [--column C]` does: every controller on the trace; one timeline CSV per
+    policy (timeline-<policy>.csv) and summary.json in out_dir. Returns the summaries."""
     cfg = config or SimConfig()
-    demand = read_trace(trace_path)
+    demand = read_trace(trace_path, column)
     chosen = settings or PolicySettings(launch_minutes=cfg.launch_minutes, interval_minutes=cfg.interval_minutes,
                                         drain_minutes=cfg.drain_minutes)
     results = compare(demand, cfg, trace=Path(trace_path).stem, factories=default_controllers(chosen), keep_timeline=True)
@@ -547,25 +577,104 @@ def simulate_file(trace_path: str | Path, out_dir: str | Path, config: SimConfig
 
 
 
-def read_trace(path: str | Path) -> list[float]:
-    """One demand value (requests/s) per line, one line per minute; an optional header `demand_rps`."""
+class TraceError(ValueError):
+    """A demand trace that cannot be read; the message names the file, and the line and cell where there is one."""
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped cells) of every row of a CSV file but blank ones."""
+    name = str(path)
+    with Path(path).open(newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
+        reader = csv.reader(handle)
+        try:
+            for row in reader:
+                cells = [cell.strip() for cell in row]
+                if any(cells):
+                    yield reader.line_num, cells
+        except UnicodeDecodeError as exc:
+            raise TraceError(f"{name}: not a text file (not UTF-8 at byte {exc.start})") from None
+        except csv.Error as exc:
+            raise TraceError(f"{name}:{reader.line_num}: not CSV: {exc}") from None
+
+
+def _data_rows(path: str | Path, width: int, header: bool) -> Iterator[tuple[int, list[str]]]:
+    """The rows after the header (if any), each of `width` cells."""
+    rows = _rows(path)
+    if header:
+        next(rows)
+    for line, cells in rows:
+        if len(cells) != width:
+            raise TraceError(f"{path}:{line}: a ragged row: {len(cells)} cell(s) where the {'header' if header else 'first row'} "
+                             f"has {width}")
+        yield line, cells
+
+
+def _demand_column(path: str | Path, first: list[str], header: bool, column: int | str | None) -> int:
+    """The index of the demand column: `column` (a header name, or a 0-based index), else the only column, else the
+    one column whose every value is a number."""
+    width = len(first)
+    names = [f"{index} {cell!r}" for index, cell in enumerate(first)] if header else [str(index) for index in range(width)]
+    listing = f"{', '.join(names)}{'' if header else ' (no header row)'}"
+    choose = "choose the demand with --column NAME or a 0-based INDEX"
+    if column is not None:
+        if header and isinstance(column, str) and column.strip() in first:
+            if first.count(column.strip()) > 1:
+                raise TraceError(f"{path}: the header names {column!r} {first.count(column.strip())} times: choose it by its "
+                                 "0-based index with --column")
+            return first.index(column.strip())
+        index = int(column) if isinstance(column, int) or column.strip().isdigit() else -1
+        if not 0 <= index < width:
+            raise TraceError(f"{path}: no column {column!r}; its columns: {listing}: {choose}")
+        return index
+    if width == 1:
+        return 0
+    numeric = [True] * width
+    for _, cells in _data_rows(path, width, header):
+        for index, cell in enumerate(cells):
+            if numeric[index] and not _is_number(cell):
+                numeric[index] = False
+    found = [name for name, ok in zip(names, numeric, strict=True) if ok]
+    if len(found) == 1:
+        return numeric.index(True)
+    which = f"{len(found)} of them all numbers ({', '.join(found)})" if found else "none of them all numbers"
+    raise TraceError(f"{path}: {width} columns: {listing}; {which}: {choose}")
+
+
+def read_trace(path: str | Path, column: int | str | None = None) -> list[float]:
+    """The demand (requests/s) of a CSV file, one row per minute.
+
+    A first row none of whose cells is a number is a header, of any names; blank lines are skipped. The demand is
+    `column` (a header name, or a 0-based index), else the file's only column, else the one column whose every value
+    is a number (with a timestamp beside it, say). Anything else raises a TraceError that says where and what: an
+    empty file, a cell that is not a number, a negative, NaN or infinite demand, a row with a different number of
+    cells, an unknown or ambiguous column."""
+    first_row = next(_rows(path), None)
+    if first_row is None:
+        raise TraceError(f"{path}: no demand values (the file is empty)")
+    first = first_row[1]
+    header = not any(_is_number(cell) for cell in first)
+    index = _demand_column(path, first, header, column)
+    named = f" (column {first[index]!r})" if header and len(first) > 1 else ""
     values: list[float] = []
-    with Path(path).open(newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            if not row or not row[0].strip():
-                continue
-            cell = row[0].strip()
-            if number == 1 and cell == "demand_rps":
-                continue
-            try:
-                value = float(cell)
-            except ValueError as exc:
-                raise ValueError(f"{path}:{number}: not a number: {cell!r}") from exc
-            if value < 0 or not math.isfinite(value):
-                raise ValueError(f"{path}:{number}: demand must be a finite number >= 0, got {cell!r}")
-            values.append(value)
+    for line, cells in _data_rows(path, len(first), header):
+        cell = cells[index]
+        try:
+            value = float(cell)
+        except ValueError:
+            raise TraceError(f"{path}:{line}: not a number{named}: {cell!r}") from None
+        if value < 0 or not math.isfinite(value):
+            raise TraceError(f"{path}:{line}: demand must be a finite number >= 0, got {cell!r}{named}")
+        values.append(value)
     if not values:
-        raise ValueError(f"{path}: no demand values")
+        raise TraceError(f"{path}: no demand values (only a header row)")
     return values
 
 

@@ -14,8 +14,9 @@
   eiplane local invoke FUNCTION -e events/FILE.json
   eiplane bench control-plane-cost [--sizes 0,1,4,25] [--json FILE]
   eiplane bench capacity [--no-curves] [--out out]
+  eiplane bench simulator [--days 365 | --trace FILE.csv [--column C]] [--no-cache]
   eiplane bench serving [--model tiny-cnn|deep-mlp | --artifact DIR] [--device cuda] [--json FILE]
-  eiplane simulate --trace FILE.csv [--launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
+  eiplane simulate --trace FILE.csv [--column NAME|INDEX --launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
   eiplane demo [--report FILE.json]
 
 A command that cannot do what it was asked says why in one line on stderr and exits 2.
@@ -190,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--workers", type=int, default=2)
     capacity.add_argument("--out", default="out", help="where the table, curves and plot go")
     capacity.set_defaults(handler=commands.bench_capacity)
+    speed = bench.add_parser("simulator", help="how fast the simulator replays a trace through the eiplane policy")
+    speed.add_argument("--days", type=int, default=365, help="of the generated diurnal trace (default: a year)")
+    speed.add_argument("--trace", help="a demand CSV instead (as `eiplane simulate` reads it)")
+    speed.add_argument("--column", help="its demand column, by header name or 0-based index")
+    speed.add_argument("--no-cache", action="store_true", help="recompute every tick as the Lambda does (no ForecastCache)")
+    speed.set_defaults(handler=commands.bench_simulator)
     serving = bench.add_parser("serving", help="the model server: latency vs a direct call, dynamic batching, overload")
     serving.add_argument("--artifact", help="a packed artifact directory (default: --model, packed afresh)")
     serving.add_argument("--model", choices=("tiny-cnn", "deep-mlp"), default="tiny-cnn",
@@ -200,7 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     serving.set_defaults(handler=commands.bench_serving)
 
     simulate = sub.add_parser("simulate", help="replay a demand trace through the policy and the baselines")
-    simulate.add_argument("--trace", required=True, help="CSV: one demand value (requests/s) per minute")
+    simulate.add_argument("--trace", required=True, help="CSV: the demand (requests/s), one row per minute; a header row "
+                                                         "of any names, or none")
+    simulate.add_argument("--column", help="the demand column, by header name or 0-based index (default: the only "
+                                           "column, or the one column whose every value is a number)")
     simulate.add_argument("--launch-minutes", type=int, default=6)
     simulate.add_argument("--interval-minutes", type=int, default=5)
     simulate.add_argument("--drain-minutes", type=int, default=2)

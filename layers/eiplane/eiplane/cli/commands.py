@@ -434,22 +434,42 @@ def bench_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_simulator(args: argparse.Namespace) -> int:
+    from eiplane.capacity.benchmark import simulator_speed
+    from eiplane.capacity.simulate import TraceError, read_trace
+    from eiplane.capacity.traces import diurnal
+
+    if args.trace:
+        if not Path(args.trace).is_file():
+            raise CommandError(f"{args.trace}: no such trace file")
+        try:
+            demand, name = read_trace(args.trace, args.column), Path(args.trace).stem
+        except TraceError as exc:
+            raise CommandError(str(exc)) from None
+    else:
+        if args.days < 1:
+            raise CommandError(f"--days {args.days}: at least 1")
+        demand, name = diurnal(days=args.days), f"diurnal, {args.days} days"
+    print(simulator_speed(demand, name, cache=not args.no_cache).render())
+    return 0
+
+
 def simulate(args: argparse.Namespace) -> int:
-    from eiplane.capacity.simulate import SimConfig, read_trace, simulate_file
+    from eiplane.capacity.simulate import SimConfig, TraceError, read_trace, simulate_file
 
     if not Path(args.trace).is_file():
         raise CommandError(f"{args.trace}: no such trace file")
     try:
-        read_trace(args.trace)  # simulate_file reads it again; a malformed trace is the user's, said here
-    except ValueError as exc:  # UnicodeDecodeError too
-        raise CommandError(f"{args.trace} is not a demand trace (one requests/s value per line): {exc}") from None
+        read_trace(args.trace, args.column)  # simulate_file reads it again; a malformed trace is the user's, said here
+    except TraceError as exc:  # says the file, and the line and the cell where there is one
+        raise CommandError(str(exc)) from None
     if args.capacity_rps <= 0 or args.interval_minutes < 1 or args.launch_minutes < 0 or args.drain_minutes < 0:
         raise CommandError("--capacity-rps must be > 0, --interval-minutes >= 1, --launch-minutes and "
                            "--drain-minutes >= 0")
     config = SimConfig(launch_minutes=args.launch_minutes, interval_minutes=args.interval_minutes,
                        drain_minutes=args.drain_minutes, capacity_rps=args.capacity_rps)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    summaries = simulate_file(args.trace, args.out, config)
+    summaries = simulate_file(args.trace, args.out, config, column=args.column)
     print("| policy | instance-hours | cost / oracle | violation min % | unserved % | launches |")
     print("| --- | --- | --- | --- | --- | --- |")
     for summary in summaries:
