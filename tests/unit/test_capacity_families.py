@@ -17,6 +17,7 @@ from eiplane.capacity.evaluation import (
     Evaluation,
     check_targets,
     cost_at_equal_violation,
+    load_evaluation,
     plot_families,
     pool_size_for,
     render,
@@ -243,4 +244,6 @@ def test_bench_capacity_prints_a_table_per_family(tmp_path: Path, capsys: pytest
     assert [t["id"] for t in report["traces"]] == ["low-volume/1001", "bursty/1001"]
     assert report["traces"][0]["params"]["family"] == "low-volume" and "peak_to_trough" in report["traces"][0]["params"]
     assert set(report["families"]) == {"low-volume", "bursty"}
+    again = load_evaluation(tmp_path / "capacity-evaluation.json")
+    assert render(again).split("\n", 1)[1] == out.split("\n", 1)[1].split("\n\nwrote ")[0]  # but the seconds
     assert main(["bench", "capacity", "--families", "nope", "--out", str(tmp_path)]) == 2
