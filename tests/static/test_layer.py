@@ -19,7 +19,8 @@ DISTRIBUTION_OF = {"aws_lambda_powertools": "aws-lambda-powertools", "pydantic":
 # Never imported by a function: the embedded AWS, the CLI, the packer, the capacity simulator
 # and benchmark run on your machine, and the validation agent on the fleet's instances.
 LOCAL_ONLY = ("local", "cli", "bench", "agent", "artifacts/pack.py", "artifacts/demo_model.py",
-              "capacity/simulate.py", "capacity/benchmark.py", "capacity/traces.py")
+              "capacity/simulate.py", "capacity/benchmark.py", "capacity/traces.py", "capacity/families.py",
+              "capacity/evaluation.py")
 
 
 def _top_level_imports(path: Path) -> set[str]:

@@ -13,7 +13,7 @@
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
   eiplane bench control-plane-cost [--sizes 0,1,4,25] [--json FILE]
-  eiplane bench capacity [--no-curves] [--out out]
+  eiplane bench capacity [--set test|dev] [--workers N] [--out out] [--legacy [--no-curves]]
   eiplane bench simulator [--days 365 | --trace FILE.csv [--column C]] [--no-cache]
   eiplane bench serving [--model tiny-cnn|deep-mlp | --artifact DIR] [--device cuda] [--json FILE]
   eiplane simulate --trace FILE.csv [--column NAME|INDEX --launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
@@ -184,12 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
                            "server (about 260 MB): 100 needs about 30 GB of memory")
     cost.add_argument("--json", help="also write the measurements here")
     cost.set_defaults(handler=commands.bench_control_plane_cost)
-    capacity = bench.add_parser("capacity", help="the capacity benchmark: eiplane vs target tracking vs HPA vs the oracle")
+    capacity = bench.add_parser("capacity", help="the capacity evaluation: eiplane vs the oracle and, at equal violation, "
+                                                 "tuned target tracking and HPA, per family of traces")
+    capacity.add_argument("--set", dest="which", choices=("test", "dev"), default="test",
+                          help="test: the figures (the default); dev: for development and tuning")
     capacity.add_argument("--launch-minutes", type=int, default=6, help="L, launch-to-ready time")
     capacity.add_argument("--interval-minutes", type=int, default=5, help="N, the schedule interval")
-    capacity.add_argument("--no-curves", action="store_true", help="skip the cost-versus-violation sweep and plot")
-    capacity.add_argument("--workers", type=int, default=2)
-    capacity.add_argument("--out", default="out", help="where the table, curves and plot go")
+    capacity.add_argument("--workers", type=int, default=2, help="processes")
+    capacity.add_argument("--out", default="out", help="where the tables, JSON and plot go")
+    capacity.add_argument("--families", help="comma-separated: only these families (default: all)")
+    capacity.add_argument("--limit", type=int, help="only the first N traces of each family (a quick look, not figures)")
+    capacity.add_argument("--max-minutes", type=int, help="cut every trace to its first M minutes (a quick look)")
+    capacity.add_argument("--no-warm-pool", action="store_true", help="skip the flash crowds' warm-pool rows")
+    capacity.add_argument("--no-plot", action="store_true", help="skip the plot")
+    capacity.add_argument("--progress", action="store_true", help="a line on stderr per run")
+    capacity.add_argument("--legacy", action="store_true",
+                          help="the three development traces instead: the benchmark table, warm-pool sizing and sweep")
+    capacity.add_argument("--no-curves", action="store_true", help="with --legacy: skip the sweep and plot")
     capacity.set_defaults(handler=commands.bench_capacity)
     speed = bench.add_parser("simulator", help="how fast the simulator replays a trace through the eiplane policy")
     speed.add_argument("--days", type=int, default=365, help="of the generated diurnal trace (default: a year)")

@@ -421,6 +421,34 @@ def bench_control_plane_cost(args: argparse.Namespace) -> int:
 
 
 def bench_capacity(args: argparse.Namespace) -> int:
+    if args.legacy:
+        return _bench_capacity_legacy(args)
+    from eiplane.capacity.evaluation import bench_families
+    from eiplane.capacity.families import FAMILIES
+
+    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    unknown = [f for f in families or () if f not in FAMILIES]
+    if unknown:
+        raise CommandError(f"--families: unknown {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+    if args.workers < 1 or (args.limit is not None and args.limit < 1) or (args.max_minutes is not None
+                                                                         and args.max_minutes < 1):
+        raise CommandError("--workers, --limit and --max-minutes must be >= 1")
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    written = bench_families(args.out, args.which, L=args.launch_minutes, N=args.interval_minutes, workers=args.workers,
+                             families=families, limit=args.limit, max_minutes=args.max_minutes,
+                             warm_pool=not args.no_warm_pool, plot=not args.no_plot,
+                             progress=progress if args.progress else None)
+    print(written["table"])
+    if "plot_skipped" in written:
+        print(f"(no plot: {written['plot_skipped']})")
+    print("\nwrote " + ", ".join(written["files"]))
+    return 0
+
+
+def _bench_capacity_legacy(args: argparse.Namespace) -> int:
     from eiplane.capacity.benchmark import bench_capacity as run
 
     written = run(args.out, L=args.launch_minutes, N=args.interval_minutes, curves=not args.no_curves,
