@@ -1,9 +1,10 @@
 """The capacity benchmark: three generated traces x (eiplane, target tracking 70%, HPA-like 70%).
 
-A benchmark, not a timed test: `run_benchmark()` takes about 25 s on one core, `sweep()` about a
-minute (pass `workers=2` or more to spread either). The sweep varies each policy's aggressiveness
-knob (eiplane: `headroom_sigmas`; the baselines: their target utilisation) so that policies can
-be compared at equal violation rates (`cost_at_violation`), never one setting against another.
+A benchmark, not a timed test: `run_benchmark()` takes about 4 s on one core, `sweep()` about 15
+(pass `workers=2` or more to spread either); `simulator_speed()` times the simulator itself. The
+sweep varies each policy's aggressiveness knob (eiplane: `headroom_sigmas`; the baselines: their
+target utilisation) so that policies can be compared at equal violation rates
+(`cost_at_violation`), never one setting against another.
 
 The warm pool (see `eiplane.capacity.simulate`) is a configuration of the fleet, not of the
 policy: the table adds eiplane and target tracking with a pool of `WARM_POOL_SIZE` beside the

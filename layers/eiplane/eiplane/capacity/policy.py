@@ -298,7 +298,8 @@ def _lagged_means(history: list[float | None], lag: int, lo: int, hi: int, half:
     first, last = lo - lag - half, hi - lag + half
     window = history[first:last + 1] if first >= 0 else []
     if len(window) == last - first + 1 and None not in window:
-        # the usual case, every window whole: each x's window added left to right, one shifted slice at a time
+        # the usual case, every window whole: each x's window added left to right, one shifted slice at a time (the
+        # same floats as `_total` below, which a cache relies on: a minute's mean may come from either)
         totals = cast(list[float], window[:count])
         for offset in range(1, width):
             totals = list(map(add, totals, cast(list[float], window[offset:offset + count])))
@@ -345,9 +346,10 @@ def _reference(history: list[float | None], lags: list[int], span: _Span, half: 
         ref = _reference_range(history, lags, lo, first - 1, half) + cache.references[first - start:last - start + 1]
     else:
         ref, last = [], lo - 1
-    # and the ones after them: at a scheduled tick, none for a while, then the next hour's
-    ref += _reference_range(history, lags, last + 1, hi if last >= hi else max(hi, min(fixed[1], hi + REFERENCE_AHEAD_MINUTES)),
-                            half)
+    # and the ones after them, up to hi and, where any is needed, the next hour's too (at a scheduled tick, most ticks
+    # need none)
+    computed_to = hi if last >= hi else max(hi, min(fixed[1], hi + REFERENCE_AHEAD_MINUTES))
+    ref += _reference_range(history, lags, last + 1, computed_to, half)
     keep_from, keep_to = max(lo, fixed[0]), min(fixed[1], lo + len(ref) - 1)
     cache.reference_start, cache.references = span.origin + keep_from, ref[keep_from - lo:keep_to - lo + 1]
     return ref[:hi - lo + 1]
@@ -359,8 +361,9 @@ def _kept_backtests(times: range, keep: tuple[int, int], origin: int, cache: _Me
     windows are whole: they depend on fixed minutes only) from the last call where it has them, and keeping them
     for the next. At a scheduled tick every N minutes, all but the newest are the last call's."""
     step = -times.step
-    # the indices into times of the t within keep, and of the t the cache has (on the same minute grid)
-    keep_first, keep_stop = len(range(times.start, keep[1], -step)), min(len(times), len(range(times.start, keep[0] - 1, -step)))
+    # the indices into times of the t within keep (times run newest first), and of the t the cache has
+    keep_first = len(range(times.start, keep[1], -step))  # how many are newer than keep[1]
+    keep_stop = min(len(times), len(range(times.start, keep[0] - 1, -step)))
     shift, off_grid = divmod(times.start - (cache.backtest_start - origin), step)  # times[k] is cache.backtests[k - shift]'s
     reuse_first, reuse_stop = max(keep_first, shift), min(keep_stop, shift + len(cache.backtests))
     if off_grid or reuse_first >= reuse_stop:  # (after an alarm tick, off the schedule's grid)
