@@ -470,7 +470,7 @@ def _baseline_cells(r: TraceResult, policy: str) -> list[str]:
 def render_family(evaluation: Evaluation, family: str) -> str:
     rs = evaluation.of(family)
     summary = family_summary(rs)
-    lines = [f"### {family}: {FAMILIES[family].summary} ({len(rs)} traces)", "",
+    lines = [f"#### {family}: {FAMILIES[family].summary} ({len(rs)} traces)", "",
              "| trace | minutes | peak inst | eiplane cost / oracle | violation min % | launches/day (oracle's) | "
              "tuned TT cost / oracle | eiplane / TT | tuned HPA cost / oracle | eiplane / HPA |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -500,7 +500,8 @@ def render_family(evaluation: Evaluation, family: str) -> str:
     pooled = [r for r in rs if r.pool]
     if pooled:
         lines += ["", f"{family} with a warm pool (eiplane; resumed ready in W = {evaluation.config.resume_minutes} min; "
-                      "pool size = (largest flash crowd - 1) x base daily peak instances x 1.25):", "",
+                      "pool size = (largest flash crowd - 1) x base daily peak instances x 1.25; legacy/flash_crowd: "
+                      f"{WARM_POOL_SIZE}, the development benchmark's):", "",
                   "| trace | pool size | " + " | ".join(f"{fill}: cost / oracle | {fill}: violation min % | "
                                                          f"{fill}: launches+resumes/day (x oracle's launches)"
                                                          for fill in POOL_FILLS) + " |",

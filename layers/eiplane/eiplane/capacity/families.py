@@ -36,8 +36,8 @@ The families (volumes in instances at 100 requests/s; "log-uniform" = uniform in
   at 0.6-1.0x, and flash crowds at 0.5-3 a day (onsets uniform, at least 60 min apart): each
   multiplies demand by 1.5-10x (log-uniform), reached over a ramp of 1-30 min, held for 5 min to
   3 h (both log-uniform), then decaying with an e-folding time of 5-60 min.
-- low-volume (21 days): a daily cycle peaking at 80-280 requests/s (1-3 instances;
-  log-uniform), peak-to-trough 1.5-20x, weekends at 0.5-1.0x, little slow noise (sd 1-4%):
+- low-volume (21 days): a daily cycle peaking at 80-280 requests/s (1-3 instances, log-uniform;
+  with noise the busiest minute may need 4), peak-to-trough 1.5-20x, weekends at 0.5-1.0x, little slow noise (sd 1-4%):
   Poisson arrivals are most of the noise.
 - bursty (21 days): a daily cycle (peak 3-150 instances, peak-to-trough 1.5-6x), heavy-tailed
   minute noise (Student-t in log space, 2.5-5 degrees of freedom, scale 3-10%, cut at +-1.5),
