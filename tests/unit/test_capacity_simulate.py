@@ -525,3 +525,16 @@ def test_simulate_file_writes_a_timeline_per_policy_and_a_summary(tmp_path: Path
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["summary.json", "timeline-eiplane.csv", "timeline-hpa-70.csv", "timeline-target-tracking-70.csv"]
     assert all(s.trace == "surge" and s.minutes == 300 for s in summaries)
+
+
+def test_instances_needed_before_a_launch_could_be_ready_are_the_oracles_first_fleet() -> None:
+    # L = 2: a launch made at the end of minute 0 serves from minute 3, so a need at minutes 1 and 2 must be met by
+    # the first fleet (billed from 0), and one at minute 3 by a launch; the replay follows it exactly
+    demand = [100.0, 250.0, 300.0, 400.0] + [100.0] * 20
+    best = oracle(demand, SMALL)
+    assert [initial for _, _, initial in best.runs].count(True) == 3
+    assert best.launches == 1
+    replayed = replace(SMALL, initial_size=3)
+    result = simulate(demand, Schedule(best.runs, replayed), replayed, oracle_result=best)
+    assert result.summary.violation_minutes == 0
+    assert result.summary.cost_vs_oracle == pytest.approx(1.0)

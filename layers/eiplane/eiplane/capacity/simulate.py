@@ -18,7 +18,9 @@ The model (every figure in minutes unless named otherwise):
   (ceil(d[0] / (capacity x `initial_utilisation`)) within min_size..max_size, the same for
   every controller) is billed from 0 without a launch.
 - The oracle (perfect foresight, exact optimum): max(min_size, ceil(d[t] / capacity)) instances
-  ready in every minute (the fleet's minimum binds the oracle too); taken as layers, instance k
+  ready in every minute (the fleet's minimum binds the oracle too). Its first fleet is every
+  instance needed within the first L minutes (no launch can be ready sooner), billed from 0
+  (`initial_size` replays it); taken as layers, instance k
   is kept through an idle gap of at most L + D minutes and relaunched (drain D + launch L,
   billed) after a longer one. Keeping costs the gap, relaunching costs L + D, and the cost
   separates by layer, so this is optimal. It needs no warm pool.
@@ -76,6 +78,7 @@ class SimConfig:
     resume_minutes: int = 2  # W: a resume at the end of minute t serves from minute t + 1 + W
     warm_cost_fraction: float = 0.011  # a stopped instance-hour (its EBS root volume) over a running one
     warm_pool_prefill: bool = False  # the pool starts full: launched, validated and stopped before the trace
+    initial_size: int | None = None  # the first fleet; None: from initial_utilisation (the oracle's replay sets it)
 
     def __post_init__(self) -> None:
         if self.warm_pool_size < 0 or self.resume_minutes < 0 or self.warm_cost_fraction < 0:
@@ -170,7 +173,9 @@ def oracle(demand: Sequence[float], config: SimConfig) -> OracleResult:
             if k >= len(last):
                 last.append(t)
                 start.append(t)
-                initial.append(t == 0)
+                # needed within the first L minutes: no launch made at the end of minute 0 or later is ready in
+                # time, so it is part of the first fleet (billed from 0), as a replay must have it
+                initial.append(t <= config.launch_minutes)
                 continue
             if t - last[k] - 1 > gap_kept:
                 runs.append((start[k], last[k], initial[k]))
@@ -257,6 +262,8 @@ def simulate(demand: Sequence[float], controller: Controller, config: SimConfig 
         return SimSlot(id=f"i-{counter:06d}", launched_s=now_s, ready_s=ready_s, initial=initial)
 
     size0 = min(cfg.max_size, max(cfg.min_size, math.ceil(demand[0] / (capacity * cfg.initial_utilisation) - EPS)))
+    if cfg.initial_size is not None:
+        size0 = cfg.initial_size
     ready = [new_slot(0, initial=True) for _ in range(size0)]
     launching: list[SimSlot] = []
     draining: list[SimSlot] = []
