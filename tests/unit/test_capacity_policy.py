@@ -15,7 +15,9 @@ from eiplane.capacity.policy import (
     ReasonCode,
     Slot,
     SlotState,
+    forecast,
     instance_capacity,
+    jumps_last,
     plan,
 )
 
@@ -200,6 +202,75 @@ def test_seasonal_forecast_launches_ahead_of_a_daily_ramp() -> None:
     # the recent level alone cannot see it coming
     blind = plan(observe(history, ready=11), PolicySettings(seasonal=False))
     assert blind.desired < 15
+
+
+def with_jumps(minutes: int, every: int, lasting: int, level: float = 1000.0, factor: float = 2.0) -> list[float | None]:
+    """A steady level with a jump to `factor` x every `every` minutes that lasts `lasting` minutes."""
+    history = steady(level, minutes)
+    for start in range(every, minutes - every, every):
+        for minute in range(start, min(minutes, start + lasting)):
+            history[minute] = level * factor
+    return history
+
+
+def test_jumps_last_tells_flash_crowds_from_bursts() -> None:
+    s = PolicySettings()  # L = 6: a jump lasted if it was still up 7 minutes on
+    crowds = jumps_last(with_jumps(1440, every=120, lasting=40), s)
+    bursts = jumps_last(with_jumps(1440, every=120, lasting=3), s)
+    assert crowds == (True, 10, 10)
+    assert bursts == (False, 10, 0)
+    # too few jumps to learn from: taken to last (react at once, as before any history)
+    assert jumps_last(with_jumps(300, every=120, lasting=3), s)[0] is True
+    # a missing minute poisons only the means across it
+    gappy = with_jumps(1440, every=120, lasting=3)
+    gappy[500] = None
+    assert jumps_last(gappy, s)[0] is False
+
+
+def test_a_burst_where_bursts_never_last_is_sized_for_what_has_lasted_of_it() -> None:
+    # bursts of 3 minutes at 2x every 2 hours for a day; now a new one's first minute, at 2x, beyond 11 instances
+    history = [*with_jumps(1440, every=120, lasting=3), 2000.0]
+    decision = plan(observe(history, ready=11))
+    assert decision.desired < 15, decision.reason  # not the 20+ the newest minute alone would need
+    assert "the least of the last 2 min" in decision.reason and "0 lasted the 7 min a launch takes" in decision.reason
+    # the same minute after a day of flash crowds that lasted: launched for at once, rise carried on until ready
+    crowds = [*with_jumps(1440, every=120, lasting=40), 2000.0]
+    surge = plan(observe(crowds, ready=11))
+    assert surge.code is ReasonCode.SCALE_OUT_SURGE
+    assert surge.desired >= 20 + 7 * 10, surge.reason  # 2000 req/s rising ~1000 a minute, 7 minutes of it
+    assert "7 min of the rise" in surge.reason
+
+
+def test_a_minute_within_the_fleet_is_never_discounted() -> None:
+    history = [*with_jumps(1440, every=120, lasting=3), 1050.0]
+    decision = plan(observe(history, ready=11))
+    assert "the least of the last" not in decision.reason
+
+
+def test_the_headroom_remembers_the_days_forecast_errors_not_only_the_last_hours() -> None:
+    # a quiet night after a day of swings (18 hours of it, ending 7 hours ago): a day of backtest knows how wrong
+    # forecasts were then, four quiet hours do not
+    history = steady(1000, 1500)
+    for minute in range(0, 1080):
+        history[minute] = 1000.0 * (1.3 if (minute // 7) % 2 else 0.8)
+    day = forecast(observe(history, ready=11), PolicySettings(seasonal=False))
+    hours = forecast(observe(history, ready=11), PolicySettings(seasonal=False, backtest_minutes=240))
+    assert day is not None and hours is not None
+    assert day.headroom > hours.headroom + 0.05, (day.headroom, hours.headroom)
+
+
+def test_the_daily_method_is_tried_from_the_first_day_of_history() -> None:
+    # a day and a bit of a sharp daily step at 10:00: yesterday already shows it
+    def demand(minute: int) -> float:
+        return 3000.0 if 600 <= minute % MINUTES_PER_DAY < 1200 else 1000.0
+
+    now = MINUTES_PER_DAY + 594
+    history: list[float | None] = [demand(m) * (1 + 0.01 * math.sin(m)) for m in range(now + 1)]
+    decision = plan(observe(history, ready=11))
+    assert decision.forecast is not None and decision.forecast.method == "daily", decision.reason
+    assert decision.desired >= 30, decision.reason
+    waiting = plan(observe(history, ready=11), PolicySettings(min_daily_lags=3))  # the rule before: 3 days first
+    assert waiting.desired < 15
 
 
 def test_decisions_are_deterministic() -> None:

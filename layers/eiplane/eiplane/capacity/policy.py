@@ -18,15 +18,23 @@ The rules, in order:
   same minute of the previous days; "recent": the recent level alone) is the median of the
   lagged, lightly smoothed history, scaled by how the last `level_minutes` compare with their
   own lagged counterparts (the recent-level correction). Each candidate is backtested on the
-  last `backtest_minutes` exactly as it would have forecast then, and the one whose errors
-  need the least headroom wins, except that a seasonal one within `seasonal_tolerance` of it is
-  preferred (a flat backtest window cannot show the ramp the seasonal history knows about).
-  Headroom = exp(median + `headroom_sigmas` x sd) of the log errors at lead times L+1..L+N,
-  sd from the errors above the median (1.4826 x their median distance), bounded by
-  `min_headroom` / `max_headroom`. The daily method needs 3 days (a median of 3 rejects one
-  unusual day, such as yesterday's flash crowd).
+  last `backtest_minutes` (a day: every time of day's errors, so the headroom at the quiet end
+  of the night already knows how wrong the morning ramp's forecasts were) exactly as it would
+  have forecast then, and the one whose errors need the least headroom wins, except that a
+  seasonal one within `seasonal_tolerance` of it is preferred (a flat backtest window cannot
+  show the ramp the seasonal history knows about). Headroom = exp(median + `headroom_sigmas` x
+  sd) of the log errors at lead times L+1..L+N, sd from the errors above the median (1.4826 x
+  their median distance), bounded by `min_headroom` / `max_headroom`. The daily method is tried
+  from the first day of history (from 3 days its median rejects one unusual day, such as
+  yesterday's flash crowd; before that the backtest says whether it beats the recent level).
 - Reactive: at least the newest minute's demand (plus `min_headroom`), which is what catches
   a surge that no history foretold (the alarm fast path calls `plan` as soon as one starts).
+  Whether a jump lasts is learnt from the fleet's own last day (`jumps_last`: of the minutes
+  25% above the mean of the 10 before them, how many were still up L+1 minutes later, when a
+  launch made at once would have been ready). Where jumps have lasted (flash crowds), a surge
+  is sized for its rise carried on for those L+1 minutes; where they have not (short bursts,
+  heavy-tailed noise), a newest minute beyond the fleet is sized for the least of the last
+  `reactive_minutes` (an instance launched for a burst is ready after the burst has gone).
 - Scale out: to the need over the minutes a launch made now can serve (L+1..L+N ahead),
   counting slots that are still launching as coming (no double launch).
 - Scale in: only to the need over all of the next L+N minutes (an instance needed again
@@ -143,7 +151,9 @@ class PolicySettings(_Frozen):
     default_headroom: float = Field(default=0.25, ge=0, description="until there is history to backtest on")
     seasonal: bool = Field(default=True, description="False: the recent level only (no seasonality)")
     season_days: int = Field(default=7, ge=0)
-    min_daily_lags: int = Field(default=3, ge=1, description="the median rejects one unusual day only with 3 or more")
+    min_daily_lags: int = Field(default=1, ge=1, description="days of history before the daily method is tried (its "
+                                                             "median rejects one unusual day only from 3 on; the "
+                                                             "backtest decides whether fewer beat the recent level)")
     min_weekly_lags: int = Field(default=1, ge=1)
     seasonal_tolerance: float = Field(default=0.02, ge=0, description="a seasonal method is preferred while its backtest "
                                                                      "score (log headroom) is within this of the best")
@@ -152,13 +162,25 @@ class PolicySettings(_Frozen):
     level_minutes: int = Field(default=20, ge=1, description="window of the recent-level correction")
     short_level_minutes: int = Field(default=5, ge=0, description="a shorter window that can only raise the level "
                                                                   "(a step up counts at once); 0: off")
-    backtest_minutes: int = Field(default=240, ge=0)
+    backtest_minutes: int = Field(default=1440, ge=0, description="a day of forecast errors: the ramps of each time of day "
+                                                                  "set the headroom, not only the last hours")
     backtest_step_minutes: int = Field(default=5, ge=1)
     min_backtest_samples: int = Field(default=6, ge=1)
     robust_errors: bool = Field(default=True, description="median and upper semi-MAD of the errors, so one surge does not "
                                                           "inflate the headroom for hours; False: mean and standard deviation")
     surge_extrapolation: float = Field(default=1.0, ge=0, description="in a surge (newest minute above the forecast band), "
                                                                       "size for newest + this x the last minute's rise")
+    lasting_surge_extrapolation: float | None = Field(
+        default=None, ge=0, description="the same where jumps have lasted here (see jump_lookback_minutes): a surge that "
+                                        "goes on rising until a launch is ready; None: L + 1, the minutes until then")
+    reactive_minutes: int = Field(default=2, ge=1, description="where jumps in demand have not lasted (see "
+                                                               "jump_lookback_minutes), the reactive floor and the surge "
+                                                               "path size for the least of the newest this many minutes")
+    jump_lookback_minutes: int = Field(default=1440, ge=0, description="the past searched for jumps (a minute 25% above "
+                                                                       "the mean of the 10 before it) and whether demand was "
+                                                                       "still up when a launch made then would be ready; "
+                                                                       "0: every jump is taken to last")
+    jump_min_count: int = Field(default=3, ge=1, description="fewer jumps than this in the lookback: taken to last")
     scale_in_cooldown_minutes: int = Field(default=15, ge=0, description="no scale-in this soon after a scale-out")
     scale_in_interval_minutes: int = Field(default=5, ge=0, description="no scale-in this soon after a scale-in")
     stale_after_minutes: int = Field(default=2, ge=0, description="newest datapoint older than this: hold")
@@ -494,6 +516,34 @@ def forecast(observation: Observation, settings: PolicySettings, cache: Forecast
     return Forecast(**next(fields for score, fields in scored if score <= best + s.seasonal_tolerance))
 
 
+JUMP_RATIO = 1.25  # a jump: a minute this far above the mean of the JUMP_REFERENCE_MINUTES before it
+JUMP_REFERENCE_MINUTES = 10
+JUMP_LASTED_RATIO = 1.125  # ... and it lasted if demand was still this far above that mean L+1 minutes on
+
+
+def jumps_last(history: list[float | None], s: PolicySettings) -> tuple[bool, int, int]:
+    """Whether a sudden jump in demand has tended to last until a launch made at its first minute would be ready:
+    (lasts, jumps, lasted) over the last `jump_lookback_minutes`. A flash crowd does (launch at once); a burst of a
+    few minutes or a heavy-tailed noisy minute does not (launching for it buys an instance that is ready after it
+    has gone). Fewer than `jump_min_count` jumps: taken to last (react at once)."""
+    m, ahead = JUMP_REFERENCE_MINUTES, s.launch_minutes + 1
+    window = history[-(s.jump_lookback_minutes + m + ahead):] if s.jump_lookback_minutes else []
+    sums = [0.0]
+    for value in window:
+        sums.append(sums[-1] + (value if value is not None else math.nan))  # a gap poisons the means across it
+    jumps = lasted = 0
+    was_jump = False
+    for t in range(m, len(window) - ahead):
+        value, mean = window[t], (sums[t] - sums[t - m]) / m
+        is_jump = value is not None and mean > 0 and value > JUMP_RATIO * mean  # False for a NaN mean
+        if is_jump and not was_jump:
+            jumps += 1
+            later = window[t + ahead]
+            lasted += later is not None and later > JUMP_LASTED_RATIO * mean
+        was_jump = is_jump
+    return (jumps < s.jump_min_count or 2 * lasted >= jumps), jumps, lasted
+
+
 def _metrics_problem(observation: Observation, settings: PolicySettings) -> str | None:
     history = observation.history
     if not history or history[-1] is None:
@@ -560,18 +610,36 @@ def plan(observation: Observation, settings: PolicySettings | None = None, cache
                       f"{problem}: holding at {fleet}, never scaling in on missing data")
 
     newest = observation.history[-1] or 0.0
+    # a newest minute beyond what the fleet serves: where jumps have not lasted here, sized for what has lasted of it
+    # (a burst is over before a launch is ready); where they have, a rise is carried on until a launch is ready
+    persisting, jumps = newest, None
+    discounted = ""  # said in the reason when the newest minute was not taken at its word
+    if newest > current * per_instance:
+        jumps = jumps_last(observation.history, s)
+        least = min((v for v in observation.history[-s.reactive_minutes:] if v is not None), default=newest)
+        if not jumps[0] and least < newest:
+            persisting = least
+            discounted = (f", sized for {rps(least)} req/s, the least of the last {s.reactive_minutes} min (of "
+                          f"{jumps[1]} jumps in the last {s.jump_lookback_minutes} min, {jumps[2]} lasted the "
+                          f"{s.launch_minutes + 1} min a launch takes)")
     fc = forecast(observation, s, cache)
-    sized, margin = newest, s.min_headroom
+    sized, margin = persisting, s.min_headroom
     surge = ""  # set when the newest minute is above the forecast band: a surge nothing foretold
-    if fc is not None and fc.expected_now_rps is not None and newest > fc.expected_now_rps * (1 + fc.headroom):
+    if fc is not None and fc.expected_now_rps is not None and persisting > fc.expected_now_rps * (1 + fc.headroom):
         # a surge no forecast foretold: it tends to go on, and the band's noise rides on top of it
         previous = observation.history[-2] if len(observation.history) > 1 else None
         rise = newest - previous if previous is not None else 0.0
         margin = fc.headroom
         surge = f" (expected {rps(fc.expected_now_rps)})"
-        if rise > 0 and s.surge_extrapolation > 0:
-            sized = newest + s.surge_extrapolation * rise
-            surge += f" and rising {rps(rise)} req/s a minute (sized for {rps(sized)} +{margin:.0%})"
+        if jumps is None:
+            jumps = jumps_last(observation.history, s)
+        extrapolation = s.surge_extrapolation
+        if jumps[0]:  # jumps last here: the rise goes on until a launch is ready
+            extrapolation = s.launch_minutes + 1 if s.lasting_surge_extrapolation is None else s.lasting_surge_extrapolation
+        if rise > 0 and extrapolation > 0:
+            sized = persisting + extrapolation * rise
+            surge += (f" and rising {rps(rise)} req/s a minute (sized for {rps(sized)}: {extrapolation:g} min of the "
+                      f"rise, +{margin:.0%})")
     reactive = math.ceil(sized * (1 + margin) / per_instance - 1e-9)
     if fc is not None:
         predicted_launch = math.ceil(fc.peak_launch_rps * (1 + fc.headroom) / per_instance - 1e-9)
@@ -587,7 +655,7 @@ def plan(observation: Observation, settings: PolicySettings | None = None, cache
     target_launch = min(high, max(low, needed_launch))
     target_keep = min(high, max(low, needed_keep))
     sizing = f"{rps(capacity)} req/s per instance at {s.target_utilisation:.0%}"
-    now_demand = f"demand now {rps(newest)} req/s"
+    now_demand = f"demand now {rps(newest)} req/s{discounted}"
 
     if current < target_launch:
         add = target_launch - current
