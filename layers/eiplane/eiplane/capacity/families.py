@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eiplane.capacity import traces as legacy
-from eiplane.capacity.traces import CAPACITY_RPS, Spike
+from eiplane.capacity.traces import CAPACITY_RPS, Spike, log_noise
 
 MINUTES_PER_DAY = 1440
 SHAPES = ("single", "double", "plateau", "sharp")
@@ -244,16 +244,6 @@ def _day_jitter(rng: random.Random, days: int, sd: float) -> Callable[[int], flo
     return jitter
 
 
-def _log_noise(rng: random.Random, minutes: int, slow_sd: float, memory: float, fast: Callable[[], float]) -> list[float]:
-    """exp(slow AR(1) + fast()) per minute."""
-    phi = math.exp(-1.0 / memory)
-    innovation = slow_sd * math.sqrt(1 - phi * phi)
-    slow = rng.gauss(0.0, slow_sd)
-    out = []
-    for _ in range(minutes):
-        slow = phi * slow + rng.gauss(0.0, innovation)
-        out.append(math.exp(slow + fast()))
-    return out
 
 
 def _draw_noise(rng: random.Random, slow: tuple[float, float] = (0.01, 0.08), fast: tuple[float, float] = (0.01, 0.04)
@@ -275,7 +265,7 @@ def _finish(rng: random.Random, rate: Sequence[float], noise: dict[str, Any]) ->
         def fast() -> float:
             return rng.gauss(0.0, sd)
 
-    factors = _log_noise(rng, len(rate), noise["slow_sd"], noise["memory_minutes"], fast)
+    factors = log_noise(rng, len(rate), noise["slow_sd"], noise["memory_minutes"], fast)
     return [round(poisson(rng, r * f * 60) / 60, 3) for r, f in zip(rate, factors, strict=True)]
 
 

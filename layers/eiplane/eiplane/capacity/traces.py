@@ -40,16 +40,22 @@ def daily_shape(minute_of_day: float) -> float:
     return min(1.0, max(0.0, raw / 1.04))
 
 
-def _noise(rng: random.Random, minutes: int, slow_sd: float, fast_sd: float, memory: float = 30.0) -> list[float]:
-    """Multiplicative noise: exp(slow AR(1) + independent), both zero-median in log space."""
+def log_noise(rng: random.Random, minutes: int, slow_sd: float, memory: float, fast: Callable[[], float]) -> list[float]:
+    """Multiplicative noise, exp(slow + fast()) per minute: `slow` an AR(1) in log space (sd `slow_sd`, `memory` minutes
+    of memory: what no forecast knows in advance), `fast()` the minute's own (drawn after the slow step)."""
     phi = math.exp(-1.0 / memory)
     innovation = slow_sd * math.sqrt(1 - phi * phi)
     slow = rng.gauss(0.0, slow_sd)
     out = []
     for _ in range(minutes):
         slow = phi * slow + rng.gauss(0.0, innovation)
-        out.append(math.exp(slow + rng.gauss(0.0, fast_sd)))
+        out.append(math.exp(slow + fast()))
     return out
+
+
+def _noise(rng: random.Random, minutes: int, slow_sd: float, fast_sd: float, memory: float = 30.0) -> list[float]:
+    """Multiplicative noise: exp(slow AR(1) + independent), both zero-median in log space."""
+    return log_noise(rng, minutes, slow_sd, memory, lambda: rng.gauss(0.0, fast_sd))
 
 
 def _cycle(rng: random.Random, days: int, trough: float, peak: float, day_factor: Callable[[int], float]) -> list[float]:
