@@ -221,10 +221,13 @@ def test_jumps_last_tells_flash_crowds_from_bursts() -> None:
     assert bursts == (False, 10, 0)
     # too few jumps to learn from: taken to last (react at once, as before any history)
     assert jumps_last(with_jumps(300, every=120, lasting=3), s)[0] is True
-    # a missing minute poisons only the means across it
+    # a missing minute leaves out only the jumps whose reference minutes it falls in: before the first jump here,
+    # it leaves every one of them counted
     gappy = with_jumps(1440, every=120, lasting=3)
-    gappy[500] = None
-    assert jumps_last(gappy, s)[0] is False
+    gappy[100] = None
+    assert jumps_last(gappy, s) == (False, 10, 0)
+    gappy[115] = None  # in the first jump's reference minutes (110-119)
+    assert jumps_last(gappy, s) == (False, 9, 0)
 
 
 def test_a_burst_where_bursts_never_last_is_sized_for_what_has_lasted_of_it() -> None:

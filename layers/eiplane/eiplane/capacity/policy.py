@@ -61,7 +61,7 @@ from enum import StrEnum
 from functools import reduce
 from itertools import chain
 from operator import add
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -521,27 +521,35 @@ JUMP_REFERENCE_MINUTES = 10
 JUMP_LASTED_RATIO = 1.125  # ... and it lasted if demand was still this far above that mean L+1 minutes on
 
 
-def jumps_last(history: list[float | None], s: PolicySettings) -> tuple[bool, int, int]:
-    """Whether a sudden jump in demand has tended to last until a launch made at its first minute would be ready:
-    (lasts, jumps, lasted) over the last `jump_lookback_minutes`. A flash crowd does (launch at once); a burst of a
-    few minutes or a heavy-tailed noisy minute does not (launching for it buys an instance that is ready after it
-    has gone). Fewer than `jump_min_count` jumps: taken to last (react at once)."""
+class Jumps(NamedTuple):
+    lasting: bool  # jumps here tend to last until a launch made at their first minute is ready
+    seen: int  # jumps in the lookback
+    lasted: int  # of them, still up L+1 minutes on
+
+
+def jumps_last(history: list[float | None], s: PolicySettings) -> Jumps:
+    """Whether a sudden jump in demand has tended to last until a launch made at its first minute would be ready,
+    over the last `jump_lookback_minutes`. A flash crowd does (launch at once); a burst of a few minutes or a
+    heavy-tailed noisy minute does not (launching for it buys an instance that is ready after it has gone). Fewer
+    than `jump_min_count` jumps: taken to last (react at once). A minute missing from the history leaves out only
+    the jumps whose reference minutes it falls in."""
     m, ahead = JUMP_REFERENCE_MINUTES, s.launch_minutes + 1
     window = history[-(s.jump_lookback_minutes + m + ahead):] if s.jump_lookback_minutes else []
-    sums = [0.0]
+    sums, gaps = [0.0], [0]  # prefix sums of the present minutes, and prefix counts of the missing ones
     for value in window:
-        sums.append(sums[-1] + (value if value is not None else math.nan))  # a gap poisons the means across it
+        sums.append(sums[-1] + (value or 0.0))
+        gaps.append(gaps[-1] + (value is None))
     jumps = lasted = 0
     was_jump = False
     for t in range(m, len(window) - ahead):
         value, mean = window[t], (sums[t] - sums[t - m]) / m
-        is_jump = value is not None and mean > 0 and value > JUMP_RATIO * mean  # False for a NaN mean
+        is_jump = value is not None and gaps[t] == gaps[t - m] and mean > 0 and value > JUMP_RATIO * mean
         if is_jump and not was_jump:
             jumps += 1
             later = window[t + ahead]
             lasted += later is not None and later > JUMP_LASTED_RATIO * mean
         was_jump = is_jump
-    return (jumps < s.jump_min_count or 2 * lasted >= jumps), jumps, lasted
+    return Jumps(jumps < s.jump_min_count or 2 * lasted >= jumps, jumps, lasted)
 
 
 def _metrics_problem(observation: Observation, settings: PolicySettings) -> str | None:
@@ -617,10 +625,10 @@ def plan(observation: Observation, settings: PolicySettings | None = None, cache
     if newest > current * per_instance:
         jumps = jumps_last(observation.history, s)
         least = min((v for v in observation.history[-s.reactive_minutes:] if v is not None), default=newest)
-        if not jumps[0] and least < newest:
+        if not jumps.lasting and least < newest:
             persisting = least
             discounted = (f", sized for {rps(least)} req/s, the least of the last {s.reactive_minutes} min (of "
-                          f"{jumps[1]} jumps in the last {s.jump_lookback_minutes} min, {jumps[2]} lasted the "
+                          f"{jumps.seen} jumps in the last {s.jump_lookback_minutes} min, {jumps.lasted} lasted the "
                           f"{s.launch_minutes + 1} min a launch takes)")
     fc = forecast(observation, s, cache)
     sized, margin = persisting, s.min_headroom
@@ -634,7 +642,7 @@ def plan(observation: Observation, settings: PolicySettings | None = None, cache
         if jumps is None:
             jumps = jumps_last(observation.history, s)
         extrapolation = s.surge_extrapolation
-        if jumps[0]:  # jumps last here: the rise goes on until a launch is ready
+        if jumps.lasting:  # jumps last here: the rise goes on until a launch is ready
             extrapolation = s.launch_minutes + 1 if s.lasting_surge_extrapolation is None else s.lasting_surge_extrapolation
         if rise > 0 and extrapolation > 0:
             sized = persisting + extrapolation * rise
