@@ -567,13 +567,18 @@ def compare(demand: Sequence[float], config: SimConfig | None = None, *, trace: 
 
 def simulate_file(trace_path: str | Path, out_dir: str | Path, config: SimConfig | None = None,
                   settings: PolicySettings | None = None, column: int | str | None = None) -> list[Summary]:
-    """What `eiplane simulate --trace FILE.csv [--column C]` does: every controller on the trace; one timeline CSV per
-    policy (timeline-<policy>.csv) and summary.json in out_dir. Returns the summaries."""
+    """Every controller on the trace in a CSV file (`read_trace`), as `simulate_trace` writes it."""
+    return simulate_trace(read_trace(trace_path, column), Path(trace_path).stem, out_dir, config, settings)
+
+
+def simulate_trace(demand: Sequence[float], trace: str, out_dir: str | Path, config: SimConfig | None = None,
+                   settings: PolicySettings | None = None) -> list[Summary]:
+    """What `eiplane simulate --trace FILE.csv [--column C]` does once the trace is read: every controller on it; one
+    timeline CSV per policy (timeline-<policy>.csv) and summary.json in out_dir. Returns the summaries."""
     cfg = config or SimConfig()
-    demand = read_trace(trace_path, column)
     chosen = settings or PolicySettings(launch_minutes=cfg.launch_minutes, interval_minutes=cfg.interval_minutes,
                                         drain_minutes=cfg.drain_minutes)
-    results = compare(demand, cfg, trace=Path(trace_path).stem, factories=default_controllers(chosen), keep_timeline=True)
+    results = compare(demand, cfg, trace=trace, factories=default_controllers(chosen), keep_timeline=True)
     out = Path(out_dir)
     for result in results:
         write_timeline(result.timeline, out / f"timeline-{result.summary.policy}.csv")
@@ -612,21 +617,20 @@ def _rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
             raise TraceError(f"{name}:{reader.line_num}: not CSV: {exc}") from None
 
 
-def _data_rows(path: str | Path, width: int, header: bool) -> Iterator[tuple[int, list[str]]]:
-    """The rows after the header (if any), each of `width` cells."""
-    rows = _rows(path)
-    if header:
-        next(rows)
-    for line, cells in rows:
+def _data_rows(path: str | Path, rows: list[tuple[int, list[str]]], header: bool) -> Iterator[tuple[int, list[str]]]:
+    """The rows after the header (if any), each of as many cells as the first row."""
+    width = len(rows[0][1])
+    for line, cells in rows[1:] if header else rows:
         if len(cells) != width:
             raise TraceError(f"{path}:{line}: a ragged row: {len(cells)} cell(s) where the {'header' if header else 'first row'} "
                              f"has {width}")
         yield line, cells
 
 
-def _demand_column(path: str | Path, first: list[str], header: bool, column: int | str | None) -> int:
+def _demand_column(path: str | Path, rows: list[tuple[int, list[str]]], header: bool, column: int | str | None) -> int:
     """The index of the demand column: `column` (a header name, or a 0-based index), else the only column, else the
     one column whose every value is a number."""
+    first = rows[0][1]
     width = len(first)
     names = [f"{index} {cell!r}" for index, cell in enumerate(first)] if header else [str(index) for index in range(width)]
     listing = f"{', '.join(names)}{'' if header else ' (no header row)'}"
@@ -644,7 +648,7 @@ def _demand_column(path: str | Path, first: list[str], header: bool, column: int
     if width == 1:
         return 0
     numeric = [True] * width
-    for _, cells in _data_rows(path, width, header):
+    for _, cells in _data_rows(path, rows, header):
         for index, cell in enumerate(cells):
             if numeric[index] and not _is_number(cell):
                 numeric[index] = False
@@ -663,15 +667,15 @@ def read_trace(path: str | Path, column: int | str | None = None) -> list[float]
     is a number (with a timestamp beside it, say). Anything else raises a TraceError that says where and what: an
     empty file, a cell that is not a number, a negative, NaN or infinite demand, a row with a different number of
     cells, an unknown or ambiguous column."""
-    first_row = next(_rows(path), None)
-    if first_row is None:
+    rows = list(_rows(path))  # read once: the column is chosen from every row, then each row is read for it
+    if not rows:
         raise TraceError(f"{path}: no demand values (the file is empty)")
-    first = first_row[1]
+    first = rows[0][1]
     header = not any(_is_number(cell) for cell in first)
-    index = _demand_column(path, first, header, column)
+    index = _demand_column(path, rows, header, column)
     named = f" (column {first[index]!r})" if header and len(first) > 1 else ""
     values: list[float] = []
-    for line, cells in _data_rows(path, len(first), header):
+    for line, cells in _data_rows(path, rows, header):
         cell = cells[index]
         try:
             value = float(cell)

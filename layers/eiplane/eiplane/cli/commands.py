@@ -462,18 +462,24 @@ def _bench_capacity_legacy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demand_trace(path: str, column: str | None) -> list[float]:
+    """The demand of a trace file, read once; a missing or malformed file is the user's: one line, exit 2."""
+    from eiplane.capacity.simulate import TraceError, read_trace
+
+    if not Path(path).is_file():
+        raise CommandError(f"{path}: no such trace file")
+    try:
+        return read_trace(path, column)
+    except TraceError as exc:  # says the file, and the line and the cell where there is one
+        raise CommandError(str(exc)) from None
+
+
 def bench_simulator(args: argparse.Namespace) -> int:
     from eiplane.capacity.benchmark import simulator_speed
-    from eiplane.capacity.simulate import TraceError, read_trace
     from eiplane.capacity.traces import diurnal
 
     if args.trace:
-        if not Path(args.trace).is_file():
-            raise CommandError(f"{args.trace}: no such trace file")
-        try:
-            demand, name = read_trace(args.trace, args.column), Path(args.trace).stem
-        except TraceError as exc:
-            raise CommandError(str(exc)) from None
+        demand, name = _demand_trace(args.trace, args.column), Path(args.trace).stem
     else:
         if args.days < 1:
             raise CommandError(f"--days {args.days}: at least 1")
@@ -483,21 +489,16 @@ def bench_simulator(args: argparse.Namespace) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from eiplane.capacity.simulate import SimConfig, TraceError, read_trace, simulate_file
+    from eiplane.capacity.simulate import SimConfig, simulate_trace
 
-    if not Path(args.trace).is_file():
-        raise CommandError(f"{args.trace}: no such trace file")
-    try:
-        read_trace(args.trace, args.column)  # simulate_file reads it again; a malformed trace is the user's, said here
-    except TraceError as exc:  # says the file, and the line and the cell where there is one
-        raise CommandError(str(exc)) from None
+    demand = _demand_trace(args.trace, args.column)
     if args.capacity_rps <= 0 or args.interval_minutes < 1 or args.launch_minutes < 0 or args.drain_minutes < 0:
         raise CommandError("--capacity-rps must be > 0, --interval-minutes >= 1, --launch-minutes and "
                            "--drain-minutes >= 0")
     config = SimConfig(launch_minutes=args.launch_minutes, interval_minutes=args.interval_minutes,
                        drain_minutes=args.drain_minutes, capacity_rps=args.capacity_rps)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    summaries = simulate_file(args.trace, args.out, config, column=args.column)
+    summaries = simulate_trace(demand, Path(args.trace).stem, args.out, config)
     print("| policy | instance-hours | cost / oracle | violation min % | unserved % | launches |")
     print("| --- | --- | --- | --- | --- | --- |")
     for summary in summaries:
