@@ -94,6 +94,34 @@ class CurvePoint:
     unserved_pct: float
     launches_per_day: float
 
+    @classmethod
+    def of(cls, summary: Summary, policy: str, knob: str, value: float) -> CurvePoint:
+        """The point a run at this setting of its knob reached."""
+        return cls(trace=summary.trace, policy=policy, knob=knob, value=value, cost_vs_oracle=summary.cost_vs_oracle,
+                   violation_minutes_pct=summary.violation_minutes_pct, unserved_pct=summary.unserved_pct,
+                   launches_per_day=summary.launches_per_day)
+
+
+def pyplot(user: str) -> Any:
+    """matplotlib's pyplot on the Agg backend (files only, no display); RuntimeError naming `user` without it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RuntimeError(f"{user} needs matplotlib: pip install matplotlib") from exc
+    return plt
+
+
+def save_figure(plt: Any, fig: Any, path: str | Path, dpi: int) -> Path:
+    """The figure written to `path` (its folder made) and closed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=dpi)
+    plt.close(fig)
+    return target
+
 
 def bench_config(launch_minutes: int = 6, interval_minutes: int = 5, **overrides: Any) -> SimConfig:
     return SimConfig(launch_minutes=launch_minutes, interval_minutes=interval_minutes, capacity_rps=CAPACITY_RPS, **overrides)
@@ -303,10 +331,8 @@ def _sweep_one(job: tuple[str, str, float, SimConfig]) -> CurvePoint:
         controller, knob = TargetTracking(value), "target"
     else:
         controller, knob = HpaLike(value), "target"
-    s = simulate(demand, controller, cfg, trace=trace, oracle_result=best, keep_timeline=False).summary
-    return CurvePoint(trace=trace, policy=policy, knob=knob, value=value, cost_vs_oracle=s.cost_vs_oracle,
-                      violation_minutes_pct=s.violation_minutes_pct, unserved_pct=s.unserved_pct,
-                      launches_per_day=s.launches_per_day)
+    return CurvePoint.of(simulate(demand, controller, cfg, trace=trace, oracle_result=best, keep_timeline=False).summary,
+                         policy, knob, value)
 
 
 def sweep(L: int = 6, N: int = 5, *, sigmas: Sequence[float] = EIPLANE_SIGMAS,
@@ -455,13 +481,7 @@ def simulator_speed(demand: Sequence[float], trace: str = "trace", *, config: Si
 
 def plot_curves(points: Sequence[CurvePoint], path: str | Path) -> Path:
     """Cost / oracle against violation minutes %, one panel per trace, one line per policy (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError("plot_curves needs matplotlib: pip install matplotlib") from exc
+    plt = pyplot("plot_curves")
     traces = list(dict.fromkeys(p.trace for p in points))
     fig, axes = plt.subplots(1, len(traces), figsize=(5.2 * len(traces), 4.4), squeeze=False)
     styles = {"eiplane": ("tab:green", "o"), "target-tracking": ("tab:red", "s"), "hpa": ("tab:blue", "^"),
@@ -484,8 +504,4 @@ def plot_curves(points: Sequence[CurvePoint], path: str | Path) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=120)
-    plt.close(fig)
-    return target
+    return save_figure(plt, fig, path, dpi=120)

@@ -47,6 +47,8 @@ from eiplane.capacity.benchmark import (
     eiplane_settings,
     frontier,
     pool_config,
+    pyplot,
+    save_figure,
 )
 from eiplane.capacity.families import (
     DEV_SEEDS,
@@ -69,6 +71,7 @@ from eiplane.capacity.simulate import (
     oracle,
     simulate,
 )
+from eiplane.capacity.traces import CAPACITY_RPS
 
 GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
 LOW_EXTENSION = (0.25, 0.2, 0.15, 0.1)
@@ -91,7 +94,7 @@ def pool_size_for(trace: Trace) -> int:
     """The warm pool for a flash-crowd trace: (largest flash crowd - 1) x the base daily peak in instances, +25%."""
     params = trace.params
     if "largest_spike_factor" in params and "base_peak_rps" in params:
-        return math.ceil(1.25 * (params["largest_spike_factor"] - 1) * params["base_peak_rps"] / 100.0 - EPS)
+        return math.ceil(1.25 * (params["largest_spike_factor"] - 1) * params["base_peak_rps"] / CAPACITY_RPS - EPS)
     return WARM_POOL_SIZE  # legacy/flash_crowd, the trace that size was chosen on
 
 
@@ -206,11 +209,8 @@ def _run_job(job: _Job) -> dict[str, Any]:
     sweeps: dict[str, list[CurvePoint]] = {}
     for policy in BASELINES:
         def run(target: float, policy: str = policy) -> CurvePoint:
-            s = simulate(demand, _controller(policy, target), cfg, trace=trace.id, oracle_result=best,
-                         keep_timeline=False).summary
-            return CurvePoint(trace=trace.id, policy=policy, knob="target", value=target, cost_vs_oracle=s.cost_vs_oracle,
-                              violation_minutes_pct=s.violation_minutes_pct, unserved_pct=s.unserved_pct,
-                              launches_per_day=s.launches_per_day)
+            return CurvePoint.of(simulate(demand, _controller(policy, target), cfg, trace=trace.id, oracle_result=best,
+                                          keep_timeline=False).summary, policy, "target", target)
 
         sweeps[policy] = sweep_to(run, job.violation_pct)
     days = len(demand) / 1440
@@ -549,14 +549,8 @@ def render(evaluation: Evaluation) -> str:
 def plot_families(evaluation: Evaluation, path: str | Path) -> Path:
     """One panel per family: cost / oracle against violation minutes %, one colour per trace: its target tracking sweep
     (solid), its HPA-like sweep (dashed), eiplane on it (a star). Needs matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError("plot_families needs matplotlib: pip install matplotlib") from exc
+    plt = pyplot("plot_families")
+    from matplotlib.lines import Line2D
     families = evaluation.families()
     columns = min(3, len(families)) or 1
     rows = math.ceil(len(families) / columns) or 1
@@ -590,11 +584,7 @@ def plot_families(evaluation: Evaluation, path: str | Path) -> Path:
     for index in range(len(families), rows * columns):
         axes[index // columns][index % columns].set_visible(False)
     fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
-    return target
+    return save_figure(plt, fig, path, dpi=110)
 
 
 # --- the command ----------------------------------------------------------------------------------

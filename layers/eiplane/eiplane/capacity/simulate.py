@@ -261,9 +261,8 @@ def simulate(demand: Sequence[float], controller: Controller, config: SimConfig 
         ready_s = now_s if initial else now_s + 60 * cfg.launch_minutes
         return SimSlot(id=f"i-{counter:06d}", launched_s=now_s, ready_s=ready_s, initial=initial)
 
-    size0 = min(cfg.max_size, max(cfg.min_size, math.ceil(demand[0] / (capacity * cfg.initial_utilisation) - EPS)))
-    if cfg.initial_size is not None:
-        size0 = cfg.initial_size
+    size0 = cfg.initial_size if cfg.initial_size is not None else min(
+        cfg.max_size, max(cfg.min_size, math.ceil(demand[0] / (capacity * cfg.initial_utilisation) - EPS)))
     ready = [new_slot(0, initial=True) for _ in range(size0)]
     launching: list[SimSlot] = []
     draining: list[SimSlot] = []
