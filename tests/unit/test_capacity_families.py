@@ -247,3 +247,21 @@ def test_bench_capacity_prints_a_table_per_family(tmp_path: Path, capsys: pytest
     again = load_evaluation(tmp_path / "capacity-evaluation.json")
     assert render(again).split("\n", 1)[1] == out.split("\n", 1)[1].split("\n\nwrote ")[0]  # but the seconds
     assert main(["bench", "capacity", "--families", "nope", "--out", str(tmp_path)]) == 2
+
+
+def test_bench_capacity_runs_eiplane_with_changed_settings_and_says_which(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "capacity", "--set", "dev", "--families", "low-volume", "--limit", "1", "--max-minutes", "240",
+            "--workers", "1", "--no-plot", "--no-warm-pool", "--out", str(tmp_path)]
+    assert main([*argv, "--setting", "backtest_minutes=240", "--setting", "min_daily_lags=3"]) == 0
+    out = capsys.readouterr().out
+    assert "eiplane's settings changed: min_daily_lags=3, backtest_minutes=240" in out.splitlines()[0]
+    report = json.loads((tmp_path / "capacity-evaluation.json").read_text())
+    assert report["settings_changed"] == {"min_daily_lags": 3, "backtest_minutes": 240}
+    assert load_evaluation(tmp_path / "capacity-evaluation.json").settings_changed == report["settings_changed"]
+    assert main(argv) == 0  # the defaults: nothing said changed
+    assert "settings changed" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "capacity-evaluation.json").read_text())["settings_changed"] == {}
+    assert main([*argv, "--setting", "no_such_setting=1"]) == 2
+    assert main([*argv, "--setting", "backtest_minutes=-5"]) == 2
+    assert "--setting: backtest_minutes" in capsys.readouterr().err

@@ -269,6 +269,7 @@ class Evaluation:
     results: list[TraceResult]
     seconds: float
     cut: dict[str, Any] = field(default_factory=dict)  # limit / max_minutes / families, if the set was cut down
+    settings_changed: dict[str, Any] = field(default_factory=dict)  # eiplane's settings that are not its defaults
 
     def families(self) -> list[str]:
         return [f for f in FAMILIES if any(r.family == f for r in self.results)]
@@ -277,7 +278,8 @@ class Evaluation:
         return [r for r in self.results if r.family == family]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"set": self.which, "cut": self.cut, "config": asdict(self.config), "seconds": round(self.seconds, 1),
+        return {"set": self.which, "cut": self.cut, "settings_changed": self.settings_changed, "config": asdict(self.config),
+                "seconds": round(self.seconds, 1),
                 "split": {"dev_seeds": [DEV_SEEDS.start, DEV_SEEDS.stop - 1], "test_seeds": [TEST_SEEDS.start,
                                                                                           TEST_SEEDS.stop - 1]},
                 "families": {f: {"days": FAMILIES[f].days, "summary": FAMILIES[f].summary, **family_summary(self.of(f))}
@@ -353,7 +355,10 @@ def run_evaluation(which: str = "test", *, L: int = 6, N: int = 5, families: Seq
                                                               for f in pool_runs)))
     cut = {k: v for k, v in (("families", list(families) if families else None), ("limit", limit),
                              ("max_minutes", max_minutes)) if v is not None}
-    return Evaluation(which=which, config=cfg, results=results, seconds=time.perf_counter() - started, cut=cut)
+    defaults = eiplane_settings(cfg).model_dump()
+    changed = {key: value for key, value in chosen.model_dump().items() if value != defaults[key]}
+    return Evaluation(which=which, config=cfg, results=results, seconds=time.perf_counter() - started, cut=cut,
+                      settings_changed=changed)
 
 
 def load_evaluation(path: str | Path) -> Evaluation:
@@ -372,7 +377,7 @@ def load_evaluation(path: str | Path) -> Evaluation:
             pool={fill: Summary(**{k: v for k, v in s.items() if k in summary_fields}) for fill, s in t["pool"].items()},
             pool_size=t["pool_size"], seconds=t["seconds"], violation_after_week_pct=t.get("violation_after_week_pct")))
     return Evaluation(which=data["set"], config=SimConfig(**data["config"]), results=results, seconds=data["seconds"],
-                      cut=data["cut"])
+                      cut=data["cut"], settings_changed=data.get("settings_changed", {}))
 
 
 # --- summaries and targets ----------------------------------------------------------------------
@@ -525,6 +530,8 @@ def render(evaluation: Evaluation) -> str:
     cfg = evaluation.config
     checks_ok = sum(bool(r.oracle_check["ok"]) for r in evaluation.results)
     cut = f", cut down: {evaluation.cut}" if evaluation.cut else ""
+    if evaluation.settings_changed:
+        cut += ", eiplane's settings changed: " + ", ".join(f"{k}={v}" for k, v in evaluation.settings_changed.items())
     lines = [f"Capacity evaluation on the {evaluation.which} set ({len(evaluation.results)} traces{cut}): L = "
              f"{cfg.launch_minutes} min, N = {cfg.interval_minutes} min, drain {cfg.drain_minutes} min, "
              f"{cfg.capacity_rps:.0f} req/s per instance, alarm fast path, per-second billing (60 s minimum); "
@@ -592,13 +599,13 @@ def plot_families(evaluation: Evaluation, path: str | Path) -> Path:
 
 def bench_families(out_dir: str | Path = "out", which: str = "test", *, L: int = 6, N: int = 5, workers: int = 1,
                    families: Sequence[str] | None = None, limit: int | None = None, max_minutes: int | None = None,
-                   warm_pool: bool = True, plot: bool = True, progress: Callable[[str], None] | None = None
-                   ) -> dict[str, Any]:
+                   warm_pool: bool = True, plot: bool = True, settings: PolicySettings | None = None,
+                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """What `eiplane bench capacity` does: the evaluation, its tables (markdown), all figures (JSON) and the plot."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     evaluation = run_evaluation(which, L=L, N=N, families=families, limit=limit, max_minutes=max_minutes,
-                                warm_pool=warm_pool, workers=workers, progress=progress)
+                                warm_pool=warm_pool, workers=workers, settings=settings, progress=progress)
     table = render(evaluation)
     (out / "capacity-evaluation.md").write_text(table + "\n")
     (out / "capacity-evaluation.json").write_text(json.dumps(evaluation.as_dict(), indent=1) + "\n")

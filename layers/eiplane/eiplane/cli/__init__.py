@@ -13,7 +13,7 @@
   eiplane local up [--port 4566]
   eiplane local invoke FUNCTION -e events/FILE.json
   eiplane bench control-plane-cost [--sizes 0,1,4,25] [--json FILE]
-  eiplane bench capacity [--set test|dev] [--workers N] [--out out] [--legacy [--no-curves]]
+  eiplane bench capacity [--set test|dev] [--setting KEY=VALUE] [--workers N] [--out out] [--legacy [--no-curves]]
   eiplane bench simulator [--days 365 | --trace FILE.csv [--column C]] [--no-cache]
   eiplane bench serving [--model tiny-cnn|deep-mlp | --artifact DIR] [--device cuda] [--json FILE]
   eiplane simulate --trace FILE.csv [--column NAME|INDEX --launch-minutes 6 --interval-minutes 5 --capacity-rps 100]
@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--no-warm-pool", action="store_true", help="skip the flash crowds' warm-pool rows")
     capacity.add_argument("--no-plot", action="store_true", help="skip the plot")
     capacity.add_argument("--progress", action="store_true", help="a line on stderr per run")
+    capacity.add_argument("--setting", action="append", metavar="KEY=VALUE",
+                          help="one of eiplane's policy settings changed (repeatable; for development on --set dev)")
     capacity.add_argument("--legacy", action="store_true",
                           help="the three development traces instead: the benchmark table, warm-pool sizing and sweep")
     capacity.add_argument("--no-curves", action="store_true", help="with --legacy: skip the sweep and plot")

@@ -423,8 +423,12 @@ def bench_control_plane_cost(args: argparse.Namespace) -> int:
 def bench_capacity(args: argparse.Namespace) -> int:
     if args.legacy:
         return _bench_capacity_legacy(args)
-    from eiplane.capacity.evaluation import bench_families
+    from pydantic import ValidationError
+
+    from eiplane.capacity.benchmark import eiplane_settings
+    from eiplane.capacity.evaluation import bench_families, evaluation_config
     from eiplane.capacity.families import FAMILIES
+    from eiplane.capacity.policy import PolicySettings
 
     families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
     unknown = [f for f in families or () if f not in FAMILIES]
@@ -433,13 +437,24 @@ def bench_capacity(args: argparse.Namespace) -> int:
     if args.workers < 1 or (args.limit is not None and args.limit < 1) or (args.max_minutes is not None
                                                                          and args.max_minutes < 1):
         raise CommandError("--workers, --limit and --max-minutes must be >= 1")
+    overrides: dict[str, Any] = {}
+    for setting in args.setting or ():
+        key, sep, value = setting.partition("=")
+        if not sep or key.strip() not in PolicySettings.model_fields:
+            raise CommandError(f"--setting {setting!r}: give KEY=VALUE, KEY one of eiplane's policy settings: "
+                               f"{', '.join(PolicySettings.model_fields)}")
+        overrides[key.strip()] = None if value.strip() == "None" else value.strip()
+    try:  # pydantic converts and checks each value as it does the Lambda's settings
+        settings = eiplane_settings(evaluation_config(args.launch_minutes, args.interval_minutes), **overrides)
+    except ValidationError as exc:
+        raise CommandError(f"--setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     written = bench_families(args.out, args.which, L=args.launch_minutes, N=args.interval_minutes, workers=args.workers,
                              families=families, limit=args.limit, max_minutes=args.max_minutes,
-                             warm_pool=not args.no_warm_pool, plot=not args.no_plot,
+                             warm_pool=not args.no_warm_pool, plot=not args.no_plot, settings=settings,
                              progress=progress if args.progress else None)
     print(written["table"])
     if "plot_skipped" in written:
