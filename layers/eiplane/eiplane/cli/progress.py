@@ -39,6 +39,11 @@ def describe_event(event: dict[str, Any], entered: dict[str, float]) -> str | No
     return None
 
 
+# The whole history is read again each time (GetExecutionHistory has no "since"): at most once a second,
+# however often the status is polled (the embedded AWS polls it every 0.1 s, to end promptly).
+HISTORY_EVERY_S = 1.0
+
+
 def follow(sfn: BaseClient, execution_arn: str, out: TextIO | None = None, timeout_s: float = 3600,
            poll_s: float = 1.0, compact: bool = False) -> ExecutionResult:
     """Print each new history event until the execution ends, then return its result.
@@ -48,9 +53,14 @@ def follow(sfn: BaseClient, execution_arn: str, out: TextIO | None = None, timeo
     entered: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s
     names_on_line = True  # compact: the caller has begun the line the states' names go on
+    read_at = -HISTORY_EVERY_S
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
         status = described["status"]
+        if status not in TERMINAL and time.monotonic() - read_at < HISTORY_EVERY_S:
+            time.sleep(poll_s)
+            continue
+        read_at = time.monotonic()
         events = history(sfn, execution_arn)  # read after the status: complete once it is terminal
         for event in events[printed:]:
             line = describe_event(event, entered)

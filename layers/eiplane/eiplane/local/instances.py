@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eiplane.local import prefork
 from eiplane.local.moto_gaps import VirtualClock
 
 if TYPE_CHECKING:
@@ -86,13 +87,16 @@ class EmbeddedInstances:
         return Path(self._scratch.name) / instance_id / "fs"
 
     def _bin(self, instance_id: str) -> Path:
-        """Tools the image has that this machine must not lend: its init system's systemctl."""
+        """Tools the image has that this machine must not lend: its init system's systemctl; and its
+        python3 and aws, which run one-shot commands forked from a process that has imported torch and
+        the AWS CLI already (eiplane.local.prefork; services get an interpreter of their own)."""
         folder = Path(self._scratch.name) / instance_id / "bin"
         if not folder.exists():
             folder.mkdir(parents=True)
             shim = folder / "systemctl"
             shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m eiplane.local.systemd systemctl \"$@\"\n")
             shim.chmod(0o755)
+            prefork.write_shims(folder, Path(sys.executable).parent / "aws")
         return folder
 
     def _serving_port(self, instance_id: str) -> int:
@@ -291,7 +295,9 @@ class EmbeddedInstances:
             # No region and no config: a command must say which region it calls, as on the instance.
             "AWS_CONFIG_FILE": str(root / "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-config"),
             "AWS_ENDPOINT_URL": self.endpoint_url(), **self.credentials(instance_id),
-            "EIPLANE_AGENT_PYTHON": sys.executable, "EIPLANE_AGENT_DEVICE": "cpu",
+            "EIPLANE_AGENT_PYTHON": str(self._bin(instance_id) / "python3"), "EIPLANE_AGENT_DEVICE": "cpu",
+            # EIPLANE_PREFORK=off (this machine's environment) runs every command in a new interpreter.
+            **({} if os.environ.get("EIPLANE_PREFORK") == "off" else {prefork.SOCKET_ENV: prefork.shared().socket_path}),
             # Every embedded instance shares this machine's few cores: torch's default of a thread per
             # core, in several instances at once, thrashes, and the throughput validation measures
             # (which capacity matching sizes with) falls tenfold. One thread each keeps it steady.

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from eiplane.local.prefork import SOCKET_ENV
+
 ROOT_ENV = "EIPLANE_INSTANCE_ROOT"
 START_LIMIT = 5  # restarts within START_LIMIT_INTERVAL_S, then the unit fails (systemd's StartLimitBurst)
 START_LIMIT_INTERVAL_S = 10.0
@@ -166,7 +168,9 @@ def supervise(unit_file: Path) -> int:
     """Run the unit's ExecStart; restart it as Restart= says; pass SIGTERM on and wait for it."""
     unit = parse_unit(unit_file)
     command = shlex.split(unit["ExecStart"][-1].lstrip("-@+!:"))
-    env = dict(os.environ)
+    # A service's interpreter is its own process (its signals, process group and restarts are what it is
+    # tested for): without the prefork socket, an embedded instance's python3 shim execs a real one.
+    env = {name: value for name, value in os.environ.items() if name != SOCKET_ENV}
     for assignment in unit.get("Environment", []):
         for word in shlex.split(assignment):
             key, _, value = word.partition("=")
