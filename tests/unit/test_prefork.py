@@ -86,16 +86,18 @@ def test_the_aws_cli_runs_forked(shims: Path, tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stdout.startswith("aws-cli/"), done.stderr
 
 
-def test_a_killed_shim_takes_its_command_with_it(shims: Path, tmp_path: Path) -> None:
-    marker = tmp_path / "pid"
-    code = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+def test_a_killed_shim_takes_its_command_and_the_command_s_children_with_it(shims: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pids"
+    code = (f"import os, subprocess, time\nchild = subprocess.Popen(['sleep', '600'])\n"
+            f"open({str(marker)!r} + '.partial', 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+            f"os.rename({str(marker)!r} + '.partial', {str(marker)!r})\ntime.sleep(600)\n")
     shim = subprocess.Popen([str(shims / "python3"), "-c", code], env=command_env(shims), start_new_session=True)
-    wait_until(lambda: marker.exists() and marker.read_text(), "the command did not start")
-    forked = int(marker.read_text())
-    assert forked != shim.pid and alive(forked)
+    wait_until(marker.exists, "the command did not start")
+    forked, child = (int(pid) for pid in marker.read_text().split())
+    assert forked != shim.pid and alive(forked) and alive(child)
     os.killpg(shim.pid, signal.SIGKILL)  # as the agent's timeout kills a command's process group
     shim.wait(timeout=60)
-    wait_until(lambda: not alive(forked), "the forked command outlived its shim")
+    wait_until(lambda: not alive(forked) and not alive(child), "the forked command outlived its shim")
 
 
 def test_sigterm_to_the_shim_reaches_the_command(shims: Path, tmp_path: Path) -> None:

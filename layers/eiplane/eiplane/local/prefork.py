@@ -12,9 +12,10 @@ and its exit status is the command's. What runs is the same code; only the impor
 Services are not forked: the embedded systemd (eiplane.local.systemd) starts a unit without the socket
 this needs, so its shim execs a real interpreter and the model server is a process of its own, with its
 own signals, process group and restarts, as the serving tests need. A command the child cannot run as
-the interpreter would (an option other than -c) execs a real interpreter too. A shim killed (the agent's
-timeout kills the command's process group) takes its forked child with it: the child's end of the
-connection closes and the server kills it.
+the interpreter would (an option other than -c, or an environment that differs in what the preloaded
+imports read) execs a real interpreter too. A shim killed (the agent's timeout kills the command's process
+group) takes its command with it: the connection closes and the server kills the command's process
+group (the command and whatever it started), as the timeout would have.
 
 Wire: the shim sends a 4-byte length, then JSON {argv, cwd, env}, with its fds 0, 1 and 2 attached
 (SCM_RIGHTS); then one byte per signal it receives (SIGTERM, SIGINT, SIGHUP), passed on to the child.
@@ -175,24 +176,27 @@ def _run_as_interpreter(request: dict[str, object], fds: list[int]) -> None:
         traceback.print_exc()
         code = 1
     finally:
-        with contextlib.suppress(BaseException):
-            threading._shutdown()  # type: ignore[attr-defined]  # the interpreter waits for its threads
-            atexit._run_exitfuncs()
-            sys.stdout.flush()
-            sys.stderr.flush()
+        # As the interpreter ends: its threads waited for, the atexit functions run, the streams flushed.
+        for last in (threading._shutdown, atexit._run_exitfuncs, sys.stdout.flush, sys.stderr.flush):  # type: ignore[attr-defined]
+            with contextlib.suppress(BaseException):
+                last()
         os._exit(code & 0xFF)
 
 
 def _serve_one(conn: socket.socket) -> None:
     """In the per-command child: fork the command, pass signals on, answer its exit status. Never returns."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    code = 1
     try:
         request, fds = _receive(conn)
         pid = os.fork()
         if pid == 0:
             conn.close()
+            # A group of its own, as the command's interpreter and its children were in the command's: killed
+            # together when the shim goes (the server's own session must not be what they signal).
+            os.setpgid(0, 0)
             _run_as_interpreter(request, fds)
+        with contextlib.suppress(OSError):  # (both sides set it: a kill may come before the child has)
+            os.setpgid(pid, pid)
         for fd in fds:
             os.close(fd)
         exited = os.pidfd_open(pid)
@@ -208,7 +212,7 @@ def _serve_one(conn: socket.socket) -> None:
             received = conn.recv(16)
             if not received:  # the shim is gone (killed with the command's process group): so is its command
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                    os.killpg(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 break
             for number in received:
