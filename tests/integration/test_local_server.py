@@ -226,7 +226,15 @@ def test_bad_spec_through_the_cli_fails_with_the_named_error(local_server: dict[
     assert "fleet spec has 5 problems" in (result.cause or "")
 
 
-def test_server_stops_cleanly_on_sigterm(local_server: dict[str, Any]) -> None:
+def test_server_stops_cleanly_on_sigterm_and_takes_its_balancers_addresses_with_it(local_server: dict[str, Any]) -> None:
+    from eiplane.cli.serving import local_endpoints_file
+
+    endpoints = local_endpoints_file(int(local_server["port"]))
+    deadline = time.monotonic() + 60
+    while not endpoints.exists():  # written each second the server runs
+        assert time.monotonic() < deadline, f"{endpoints} was never written"
+        time.sleep(0.1)
     process = local_server["process"]
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+    assert not endpoints.parent.exists()

@@ -6,6 +6,7 @@ import argparse
 import base64
 import ipaddress
 import json
+import shutil
 import signal
 import socket
 import sys
@@ -339,8 +340,11 @@ def local_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    from eiplane.cli.serving import local_endpoints_file
+
     aws = EmbeddedAws(server_port=args.port, region=args.region, echo_logs=args.echo_logs)
     aws.start()
+    endpoints = local_endpoints_file(int(urlsplit(aws.endpoint_url or "").port or 0))
     try:
         state_machine = aws.state_machine_arn()
         print(f"embedded AWS on {aws.endpoint_url} (region {aws.region}); Ctrl-C stops it")
@@ -358,14 +362,13 @@ def local_up(args: argparse.Namespace) -> int:
         # Real time moves the embedded AWS's clock here (health checks, drains), each minute's load balancer
         # metrics are published as they happen, and the balancers' DNS names resolve (eiplane fleet status).
         aws.load_balancers.start_publisher()
-        from eiplane.cli.serving import local_endpoints_file
-
-        endpoints = local_endpoints_file(int(urlsplit(aws.endpoint_url or "").port or 0))
         while not stop.wait(1.0):
             aws.clock.advance(1.0)
             write_json(str(endpoints), aws.load_balancers.dns_table())
     finally:
         aws.stop()
+        # The balancers' addresses go with the server: a later one on this port must not find them.
+        shutil.rmtree(endpoints.parent, ignore_errors=True)
     return 0
 
 
