@@ -244,8 +244,6 @@ def _day_jitter(rng: random.Random, days: int, sd: float) -> Callable[[int], flo
     return jitter
 
 
-
-
 def _draw_noise(rng: random.Random, slow: tuple[float, float] = (0.01, 0.08), fast: tuple[float, float] = (0.01, 0.04)
                 ) -> dict[str, float]:
     return {"slow_sd": rng.uniform(*slow), "memory_minutes": rng.uniform(15, 120), "fast_sd": rng.uniform(*fast)}

@@ -39,8 +39,9 @@ def describe_event(event: dict[str, Any], entered: dict[str, float]) -> str | No
     return None
 
 
-# The whole history is read again each time (GetExecutionHistory has no "since"): at most once a second,
-# however often the status is polled (the embedded AWS polls it every 0.1 s, to end promptly).
+# The whole history is read again each time (only new events would take reverseOrder paging, which moto's
+# GetExecutionHistory ignores): at most once a second, however often the status is polled (the embedded AWS
+# polls it every 0.1 s, to end promptly).
 HISTORY_EVERY_S = 1.0
 
 

@@ -96,7 +96,7 @@ class EmbeddedInstances:
             shim = folder / "systemctl"
             shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m eiplane.local.systemd systemctl \"$@\"\n")
             shim.chmod(0o755)
-            prefork.write_shims(folder, Path(sys.executable).parent / "aws")
+            prefork.write_shims(folder)
         return folder
 
     def _serving_port(self, instance_id: str) -> int:
@@ -279,12 +279,13 @@ class EmbeddedInstances:
         working = root / f"cwd-{next(self._ids)}"  # the agent's own working directory: nothing of the script's
         working.mkdir()
         bin_dir = str(Path(sys.executable).parent)  # the venv: the AWS CLI, and python with torch
+        tools = self._bin(instance_id)  # the image's own (systemctl, and python3 and aws: see _bin)
         filesystem = self.root(instance_id)
         filesystem.mkdir(parents=True, exist_ok=True)
         env = {
             # What the agent's systemd unit gives its children; the image's own tools (systemctl) first, then
             # the venv, standing in for the image's python and AWS CLI.
-            "PATH": f"{self._bin(instance_id)}:{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": f"{tools}:{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8",
             # The instance's / (the command writes /opt, /etc/systemd and /run under it) and its own loopback
             # port for the model server, which the embedded load balancer connects to.
@@ -295,7 +296,7 @@ class EmbeddedInstances:
             # No region and no config: a command must say which region it calls, as on the instance.
             "AWS_CONFIG_FILE": str(root / "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-config"),
             "AWS_ENDPOINT_URL": self.endpoint_url(), **self.credentials(instance_id),
-            "EIPLANE_AGENT_PYTHON": str(self._bin(instance_id) / "python3"), "EIPLANE_AGENT_DEVICE": "cpu",
+            "EIPLANE_AGENT_PYTHON": str(tools / "python3"), "EIPLANE_AGENT_DEVICE": "cpu",
             # EIPLANE_PREFORK=off (this machine's environment) runs every command in a new interpreter.
             **({} if os.environ.get("EIPLANE_PREFORK") == "off" else {prefork.SOCKET_ENV: prefork.shared().socket_path}),
             # Every embedded instance shares this machine's few cores: torch's default of a thread per

@@ -78,9 +78,10 @@ sys.exit(struct.unpack(">i", status)[0])
 '''
 
 
-def write_shims(folder: Path, aws_script: Path) -> None:
-    """`python3` and `aws` in `folder`, an embedded instance's own bin (first on its PATH)."""
-    for name, prefix in (("python3", []), ("aws", [str(aws_script)])):
+def write_shims(folder: Path) -> None:
+    """`python3` and `aws` in `folder`, an embedded instance's own bin (first on its PATH): this interpreter, and
+    the AWS CLI installed beside it (the one the server preloads)."""
+    for name, prefix in (("python3", []), ("aws", [str(Path(sys.executable).parent / "aws")])):
         shim = folder / name
         shim.write_text(SHIM.format(python=sys.executable, prefix=prefix, env=SOCKET_ENV,
                                     signals=[int(s) for s in FORWARDED_SIGNALS]))
@@ -259,8 +260,8 @@ class PreforkServer:
     def __init__(self) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="eiplane-prefork-")
         self.socket_path = str(Path(self._folder.name) / "prefork.sock")
-        # One thread per core: libgomp reads OMP_NUM_THREADS when torch loads it, before any fork (the
-        # embedded instances run with OMP_NUM_THREADS=1: see eiplane.local.instances).
+        # One OpenMP thread, as the embedded instances' commands have (eiplane.local.instances): libgomp reads
+        # OMP_NUM_THREADS once, when torch loads it here, before any fork.
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self._process = subprocess.Popen(
             [sys.executable, "-c", "import sys; from eiplane.local.prefork import serve; serve(sys.argv[1], int(sys.argv[2]))",
